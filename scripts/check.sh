@@ -1,0 +1,35 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# check.sh BUILDDIR - the whole test suite, as `make check` runs it: unit
+# tests (CTest), end-to-end tests (pytest, against the real binary), the
+# style and lint checks, and a short libFuzzer run of every parser. Every
+# stage runs even when an earlier one failed, so one run shows everything;
+# the exit status is non-zero when any stage failed.
+set -u
+build=${1:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+failed=""
+
+stage() {
+	name=$1
+	shift
+	printf '\n==== %s\n' "$name"
+	"$@" || failed="$failed $name"
+}
+
+stage unit ctest --test-dir "$build" --output-on-failure -j 2 -L unit
+stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
+	-q -p no:cacheprovider tests/e2e
+if [ -z "${SANITIZE:-}" ]; then
+	stage lint make -s lint
+	stage fuzz sh -c 'make -s fuzz-build >/dev/null &&
+		ctest --test-dir build-fuzz --output-on-failure -L fuzz'
+fi
+
+printf '\n'
+if [ -n "$failed" ]; then
+	echo "duplex: check FAILED:$failed"
+	exit 1
+fi
+echo "duplex: check passed"

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util.c - what the subcommands share: error lines, strict number and
+ * duration parsing, JSON strings, and the --trace printer.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("duplex: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+cli_usage_error(const char *command)
+{
+	cli_error("%s: bad usage (see 'duplex %s --help')", command, command);
+	return DX_EXIT_USAGE;
+}
+
+void
+cli_json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void
+trace_line(void *ctx, const char *line)
+{
+	FILE *out = ctx;
+
+	fprintf(out, "trace: %s\n", line);
+}
+
+void
+cli_trace_to_stderr(void)
+{
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	dx_trace_set(trace_line, stderr);
+}
+
+/* The units a duration may carry, in milliseconds. */
+static const struct {
+	const char *suffix;
+	double ms;
+} duration_units[] = {
+	{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000},
+};
+
+long long
+cli_parse_duration(const char *text)
+{
+	char *end;
+	double value;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -1;
+	errno = 0;
+	value = strtod(text, &end);
+	if (errno != 0 || value < 0 || value > 1e9)
+		return -1;
+	for (size_t i = 0; i < sizeof(duration_units) / sizeof(*duration_units);
+	     i++)
+		if (strcmp(end, duration_units[i].suffix) == 0)
+			return (long long)(value * duration_units[i].ms + 0.5);
+	return -1;
+}
+
+int
+cli_parse_count(const char *text, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long value;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -1;
+	errno = 0;
+	value = strtoll(text, &end, 10);
+	if (errno != 0 || *end != '\0' || value < lo || value > hi)
+		return -1;
+	*out = value;
+	return 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - what the library's files share and the public header does
+ * not show: the build configuration, the system-call table through which
+ * every socket and I/O call goes (so tests can inject faults, as SQLite's
+ * aSyscall[] does), and small helpers.
+ */
+#ifndef DX_INTERNAL_H
+#define DX_INTERNAL_H
+
+#include "config.h" /* defines _GNU_SOURCE and HAVE_* before any header */
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <sys/types.h>
+
+#include "duplex.h"
+
+#define DX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * The system calls the I/O and socket layers make. Production code uses
+ * dx__sys as initialised in io.c (the libc functions); a test may replace
+ * entries to return EINTR, EAGAIN or short counts on chosen calls, and
+ * must restore them with dx__sys_reset(). Nothing else calls these
+ * functions directly.
+ */
+struct epoll_event;
+struct mmsghdr;
+
+struct dx_sysops {
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
+	ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
+	ssize_t (*recvfrom)(int fd, void *buf, size_t len, int flags,
+			    struct sockaddr *from, socklen_t *fromlen);
+	ssize_t (*sendto)(int fd, const void *buf, size_t len, int flags,
+			  const struct sockaddr *to, socklen_t tolen);
+	ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
+	int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+	int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
+	int (*recvmmsg)(int fd, struct mmsghdr *v, unsigned n, int flags,
+			struct timespec *timeout);
+	int (*sendmmsg)(int fd, struct mmsghdr *v, unsigned n, int flags);
+	int (*epoll_wait)(int epfd, struct epoll_event *evs, int max,
+			  int timeout);
+};
+
+extern struct dx_sysops dx__sys;
+
+/*
+ * The batched and event calls of the I/O layer, for the servers:
+ * recvmmsg(2) without waiting (returns the count, -EAGAIN or -errno),
+ * sendmmsg(2) (returns how many were sent, >= 1, or -errno for the first
+ * message, after waiting a bounded time out of EAGAIN), and epoll_wait(2)
+ * until DEADLINE (returns the count, 0 at the deadline, or -errno). EINTR
+ * is retried; with tracing on, each datagram gets its own trace line.
+ */
+int dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n);
+int dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n);
+int dx__epoll_wait(int epfd, struct epoll_event *evs, int max,
+		   int64_t deadline);
+void dx__sys_reset(void);
+
+/* -errno of the current errno, never 0 (a failing call always sets it). */
+int dx__neg_errno(void);
+
+/* Maps a getaddrinfo() return value to the library's resolver range. */
+int dx__eai_error(int eai);
+
+/* Writes a "why" sentence when the caller gave a buffer; returns ERR. */
+int dx__why(char *why, size_t whylen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif /* DX_INTERNAL_H */

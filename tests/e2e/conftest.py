@@ -1,0 +1,447 @@
+# SPDX-License-Identifier: MIT
+"""Shared fixtures for the end-to-end tests: they drive the real duplex
+binary (path in $DUPLEX, default build/duplex), bind port 0 and read the
+bound port back, and bound every wait. Processes are ended by their pid."""
+import itertools
+import os
+import pathlib
+import re
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def duplex_path():
+    return os.environ.get("DUPLEX") or str(ROOT / "build" / "duplex")
+
+
+@pytest.fixture(scope="session")
+def duplex():
+    path = duplex_path()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"duplex binary not found at {path}: run make first")
+    return path
+
+
+def run(args, input=None, timeout=10, **kw):
+    """Runs the duplex binary with ARGS, bounded by TIMEOUT seconds."""
+    if isinstance(input, str):
+        input = input.encode()
+    return subprocess.run([duplex_path(), *args], input=input,
+                          capture_output=True, timeout=timeout, **kw)
+
+
+def need(program):
+    """Returns the path of a peer program; fails (not skips) when it is
+    missing, since make check installs every peer the suite uses."""
+    path = shutil.which(program)
+    if path is None:
+        pytest.fail(f"test peer '{program}' is not installed "
+                    "(make check installs it)")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# duplex serve: a running server, its listeners and its counters
+# ---------------------------------------------------------------------------
+
+
+# Options of duplex serve that take their value as the next argument.
+_SERVE_VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes",
+                     "--exec-timeout"}
+_SERVING_RE = re.compile(r"^serving (.+) on (udp|unixgram|tcp|unix)://(.*)$")
+_DROPS_RE = re.compile(r"counters: no reply:((?: [a-z-]+=\d+)*)\s*$")
+_SERVED_RE = re.compile(r"counters: (.+) on ((?:udp|unixgram|tcp|unix)://.*)"
+                        r": served (\d+)\s*$")
+
+DROP_NAMES = ("source-port", "own-port", "bad-source",
+              "broadcast-destination", "over-budget", "truncated",
+              "no-reply-address", "service-failed", "send-failed")
+
+
+def count_pairs(args):
+    """The number of SERVICE ENDPOINT pairs among duplex serve ARGS."""
+    positional, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _SERVE_VALUE_OPTS:
+            skip = True
+        elif a.startswith("-") and a != "-":
+            continue
+        else:
+            positional.append(a)
+    return len(positional) // 2
+
+
+class Listener:
+    """One 'serving SERVICE on SCHEME://ADDR' line, parsed."""
+
+    def __init__(self, service, scheme, addr):
+        self.service, self.scheme, self.text = service, scheme, addr
+        self.host = self.port = self.path = None
+        if scheme in ("udp", "tcp"):
+            host, _, port = addr.rpartition(":")
+            self.host = host[1:-1] if host.startswith("[") else host
+            self.port = int(port)
+        else:
+            self.path = addr
+
+    @property
+    def endpoint(self):
+        return f"{self.scheme}://{self.text}"
+
+    def __iter__(self):
+        """(service, scheme, host, port) or (service, scheme, path)."""
+        if self.path is not None:
+            return iter((self.service, self.scheme, self.path))
+        return iter((self.service, self.scheme, self.host, self.port))
+
+    def __repr__(self):
+        return f"Listener({self.service!r} on {self.endpoint})"
+
+
+class Server:
+    """A `duplex serve ARGS` process. Started with Popen; stderr goes to a
+    temporary file (so its pipe can never fill and block the server);
+    stdout is read, with a deadline, until there is one 'serving' line per
+    SERVICE ENDPOINT pair. NETNS runs it under `ip netns exec NS` (which
+    execs, so the pid is the server's own). Every wait is bounded."""
+
+    START_TIMEOUT = 5.0
+
+    def __init__(self, args, env=None, netns=None, listeners=None):
+        self.args = [str(a) for a in args]
+        cmd = [duplex_path(), "serve", *self.args]
+        if netns is not None:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        fd, self.err_path = tempfile.mkstemp(prefix="dx-serve-", suffix=".err")
+        self._err = os.fdopen(fd, "wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self._err,
+                                     env=env)
+        self.pid = self.proc.pid
+        self.returncode = None
+        self.listeners = []
+        want = count_pairs(self.args) if listeners is None else listeners
+        try:
+            self._read_listeners(want)
+        except BaseException:
+            self.kill()
+            raise
+
+    # -- start-up -----------------------------------------------------------
+
+    def _read_listeners(self, want):
+        buf = b""
+        deadline = time.monotonic() + self.START_TIMEOUT
+        out = self.proc.stdout
+        with selectors.DefaultSelector() as sel:
+            sel.register(out, selectors.EVENT_READ)
+            while len(self.listeners) < want:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"duplex serve {self.args}: no {want} "
+                                f"'serving' lines within "
+                                f"{self.START_TIMEOUT} s; stdout so far "
+                                f"{buf!r}; stderr: {self.stderr()!r}")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(out.fileno(), 4096)
+                if not chunk:
+                    self.proc.wait(timeout=2)
+                    pytest.fail(f"duplex serve {self.args} exited "
+                                f"{self.proc.returncode} before serving; "
+                                f"stdout {buf!r}; stderr: "
+                                f"{self.stderr()!r}")
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    m = _SERVING_RE.match(line.decode(errors="replace"))
+                    if m:
+                        self.listeners.append(Listener(*m.groups()))
+
+    # -- what it said ---------------------------------------------------------
+
+    def stderr(self):
+        """Everything the server wrote on stderr so far."""
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def addr(self, i=0):
+        """(host, port) of listener I."""
+        l = self.listeners[i]
+        if l.port is None:
+            raise ValueError(f"{l} has no port")
+        return (l.host, l.port)
+
+    def port(self, i=0):
+        return self.listeners[i].port
+
+    def path(self, i=0):
+        return self.listeners[i].path
+
+    def _counter_blocks(self):
+        return [m for m in (_DROPS_RE.search(line)
+                            for line in self.stderr().splitlines()) if m]
+
+    def counters(self):
+        """The last 'counters: no reply:' line as {reason: count}."""
+        blocks = self._counter_blocks()
+        if not blocks:
+            pytest.fail(f"no 'counters: no reply:' line on stderr: "
+                        f"{self.stderr()!r}")
+        return {k: int(v) for k, v in
+                (kv.split("=") for kv in blocks[-1].group(1).split())}
+
+    def served(self, i=0):
+        """Listener I's count from the last 'counters: ... served N'."""
+        want = (self.listeners[i].service, self.listeners[i].endpoint)
+        found = None
+        for line in self.stderr().splitlines():
+            m = _SERVED_RE.search(line)
+            if m and (m.group(1), m.group(2)) == want:
+                found = int(m.group(3))
+        if found is None:
+            pytest.fail(f"no served counter for {self.listeners[i]} on "
+                        f"stderr: {self.stderr()!r}")
+        return found
+
+    # -- signals and the end ----------------------------------------------------
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def usr1(self, timeout=3.0):
+        """Sends SIGUSR1 and waits until a new counters line appears;
+        returns counters()."""
+        before = len(self._counter_blocks())
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while len(self._counter_blocks()) <= before:
+            if time.monotonic() > deadline or not self.running():
+                pytest.fail(f"no counters on stderr within {timeout} s of "
+                            f"SIGUSR1: {self.stderr()!r}")
+            time.sleep(0.01)
+        return self.counters()
+
+    def stop(self, sig=signal.SIGTERM, timeout=2.0):
+        """Sends SIG, waits up to TIMEOUT s and returns the exit code. A
+        server that does not exit is killed and the test fails."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.running():
+            self.proc.send_signal(sig)
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"duplex serve {self.args} did not exit within "
+                        f"{timeout} s of signal {sig}")
+        finally:
+            self._close()
+        return self.returncode
+
+    def kill(self):
+        """SIGKILL by pid (teardown and failures)."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.returncode is None:
+            self.returncode = self.proc.returncode
+        self._close()
+
+    def _close(self):
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if not self._err.closed:
+            self._err.close()
+
+    def cleanup(self):
+        """Teardown: SIGTERM, then SIGKILL; removes the stderr file."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        try:
+            os.unlink(self.err_path)
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def serve(duplex):
+    """Factory: serve(*ARGS, env=None, netns=None) starts `duplex serve
+    ARGS` and returns its Server; every server is stopped at teardown."""
+    started = []
+
+    def start(*args, env=None, netns=None, listeners=None):
+        srv = Server(args, env=env, netns=netns, listeners=listeners)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in reversed(started):
+        srv.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# Datagram helpers
+# ---------------------------------------------------------------------------
+
+def is_root():
+    return os.geteuid() == 0
+
+
+def have_ipv6_loopback():
+    """1 when a socket can bind ::1 (the host has IPv6 loopback)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def udp_socket(host="127.0.0.1", port=0, family=None, reuse=False):
+    """A bound UDP socket (unconnected), 2 s timeout."""
+    if family is None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+    except OSError:
+        s.close()
+        raise
+    s.settimeout(2)
+    return s
+
+
+def exchange(addr, data, timeout=2.0, src="127.0.0.1"):
+    """Sends DATA to ADDR from a fresh socket bound to SRC; returns the
+    reply bytes or None when nothing came within TIMEOUT."""
+    with udp_socket(src) as s:
+        s.sendto(data, addr)
+        return recv_or_none(s, timeout)
+
+
+def recv_or_none(sock, timeout=1.0, size=70000):
+    """One datagram's bytes, or None within TIMEOUT."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(size)
+    except socket.timeout:
+        return None
+
+
+def drain(sock, quiet=0.3, limit=5.0, size=70000):
+    """Every datagram that arrives until QUIET s pass with none (at most
+    LIMIT s in all)."""
+    got, end = [], time.monotonic() + limit
+    while time.monotonic() < end:
+        sock.settimeout(quiet)
+        try:
+            got.append(sock.recv(size))
+        except socket.timeout:
+            break
+    return got
+
+
+def free_udp_port(host="127.0.0.1"):
+    """A UDP port that was free a moment ago (bind port 0, close)."""
+    with udp_socket(host) as s:
+        return s.getsockname()[1]
+
+
+def raw_udp_packet(src, sport, dst, dport, payload):
+    """An IPv4 + UDP datagram built by hand (checksums: IP by the kernel,
+    UDP none, which IPv4 allows)."""
+    ulen = 8 + len(payload)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0, 64,
+                     socket.IPPROTO_UDP, 0, socket.inet_aton(src),
+                     socket.inet_aton(dst))
+    return ip + udp
+
+
+RAW_SEND_SCRIPT = (
+    "import socket,struct,sys\n"
+    "src,sport,dst,dport,payload=sys.argv[1],int(sys.argv[2]),sys.argv[3],"
+    "int(sys.argv[4]),sys.argv[5].encode()\n"
+    "ulen=8+len(payload)\n"
+    "udp=struct.pack('!HHHH',sport,dport,ulen,0)+payload\n"
+    "ip=struct.pack('!BBHHHBBH4s4s',0x45,0,20+ulen,0,0,64,17,0,"
+    "socket.inet_aton(src),socket.inet_aton(dst))\n"
+    "r=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW)\n"
+    "r.sendto(ip+udp,(dst,0))\n"
+)
+
+
+def send_raw_udp(src, sport, dst, dport, payload=b"x", netns=None):
+    """Sends one spoofed IPv4 UDP datagram (root only). With NETNS, from
+    inside that namespace (a python process under `ip netns exec`)."""
+    if netns is None:
+        pkt = raw_udp_packet(src, sport, dst, dport, payload)
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                           socket.IPPROTO_RAW) as r:
+            r.sendto(pkt, (dst, 0))
+        return
+    p = subprocess.run(["ip", "netns", "exec", netns, "/usr/bin/python3",
+                        "-c", RAW_SEND_SCRIPT, src, str(sport), dst,
+                        str(dport), payload.decode()],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+
+
+_netns_seq = itertools.count()
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace with lo up, deleted at teardown. Skips
+    when not root or when the kernel does not permit `ip netns add`."""
+    if not is_root():
+        pytest.skip("network namespaces need root")
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 'ip' is not installed")
+    name = f"dxt-{os.getpid()}-{next(_netns_seq)}"
+    p = subprocess.run(["ip", "netns", "add", name], capture_output=True,
+                       timeout=10)
+    if p.returncode != 0:
+        pytest.skip(f"'ip netns add' is not permitted here: "
+                    f"{p.stderr.decode(errors='replace').strip()}")
+    try:
+        p = subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"],
+                           capture_output=True, timeout=10)
+        assert p.returncode == 0, p.stderr
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True,
+                       timeout=10)
+
+
+def in_netns(ns, args, **kw):
+    """Runs ARGS inside namespace NS (bounded by kw timeout, default 10)."""
+    kw.setdefault("timeout", 10)
+    return subprocess.run(["ip", "netns", "exec", ns, *args],
+                          capture_output=True, **kw)
