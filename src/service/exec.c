@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * exec.c - exec:PROGRAM [ARGS]: runs a program per datagram, as inetd's
+ * "wait" datagram services do but without handing over the socket. The
+ * datagram is the program's standard input; what it writes to standard
+ * output (at most DX_DGRAM_MAX bytes) is the reply, sent when it exits 0.
+ * A run that outlives its timeout is killed with its whole process group,
+ * and so is anything it left running once it has exited.
+ */
+#include "service/service.h"
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* One run's descriptors: the program's stdin and stdout, and its pidfd. */
+struct run {
+	int in, out, pidfd;
+	pid_t pid;
+};
+
+static int
+start(const struct dx_dgram_req *req, struct run *run)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err;
+	struct dx_env env;
+	int is_unix = req->peer->u.sa.sa_family == AF_UNIX;
+
+	err = dx__env_ucspi(&env, is_unix ? "UNIX" : "UDP", req->local,
+			    req->peer);
+	if (err == 0 && (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
+		err = dx__neg_errno();
+	if (err == 0)
+		err = dx__spawn(req->conf->argv, env.vars,
+				(int[3]){in[0], out[1], STDERR_FILENO}, 1,
+				&run->pid);
+	if (err == 0) {
+		run->pidfd = dx__pidfd_open(run->pid);
+		err = run->pidfd < 0 ? run->pidfd : 0;
+	}
+	run->in = in[1];
+	run->out = out[0];
+	if (in[0] >= 0)
+		close(in[0]);
+	if (out[1] >= 0)
+		close(out[1]);
+	return err;
+}
+
+/* Collects standard output until end of file, the cap or the deadline. */
+static ssize_t
+collect(struct run *run, uint8_t *buf, int64_t deadline)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	fcntl(run->out, F_SETFL, O_NONBLOCK);
+	while (got < DX_DGRAM_MAX) {
+		n = dx_read_some(run->out, buf + got, DX_DGRAM_MAX - got,
+				 deadline);
+		if (n <= 0)
+			return n < 0 ? n : (ssize_t)got;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Waits for the program's exit until DEADLINE, then ends its group. */
+static int
+finish(struct run *run, int64_t deadline)
+{
+	int status = 0, timed_out = 0;
+
+	if (run->pid <= 0)
+		return -ECHILD;
+	if (dx_wait(run->pidfd, POLLIN, deadline) == -ETIMEDOUT)
+		timed_out = 1;
+	kill(-run->pid, SIGKILL);
+	while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out)
+		return -ETIMEDOUT;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+}
+
+static ssize_t
+exec_dgram(const struct dx_dgram_req *req)
+{
+	struct run run = {-1, -1, -1, 0};
+	int64_t deadline = dx_deadline_in(req->conf->exec_timeout_ms);
+	ssize_t n = 0;
+	int err;
+
+	err = start(req, &run);
+	if (err == 0) {
+		fcntl(run.in, F_SETFL, O_NONBLOCK);
+		/* A program that does not read its input is its own affair. */
+		(void)dx_write_all(run.in, req->data, req->len, 0, deadline,
+				   NULL);
+		close(run.in);
+		run.in = -1;
+		n = collect(&run, req->reply, deadline);
+		err = finish(&run, deadline);
+		if (err == 0 && n < 0)
+			err = (int)n;
+	} else if (run.pid > 0) {
+		kill(-run.pid, SIGKILL);
+		while (waitpid(run.pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (run.in >= 0)
+		close(run.in);
+	if (run.out >= 0)
+		close(run.out);
+	if (run.pidfd >= 0)
+		close(run.pidfd);
+	return err < 0 ? err : n;
+}
+
+const struct dx_service dx__service_exec = {
+	.name = "exec",
+	.flags = DX_SVC_AMPLIFIES | DX_SVC_EXEC,
+	.dgram = exec_dgram,
+	.summary = "runs a program per datagram or connection",
+};
