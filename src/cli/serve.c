@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * serve.c - "duplex serve [OPTIONS] SERVICE ENDPOINT [SERVICE ENDPOINT...]":
+ * parses the pairs and options (in any order), blocks the signals the
+ * server handles and turns them into a signalfd, opens every listener,
+ * prints one "serving SERVICE on ENDPOINT" line per listener on stdout
+ * (port 0 shows the port the kernel chose), and serves until SIGTERM or
+ * SIGINT, then exits 0.
+ */
+#include "cli.h"
+#include "server/privs.h"
+#include "server/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static const char usage[] =
+	"usage: duplex serve [OPTIONS] [SERVICE ENDPOINT...]\n"
+	"\n"
+	"Serves each SERVICE on its ENDPOINT until SIGTERM or SIGINT. A udp://\n"
+	"or unixgram:// endpoint is served by the iterative server: one\n"
+	"socket, one datagram at a time, in arrival order. A tcp:// or unix://\n"
+	"endpoint is served by the concurrent server: one unit of concurrency\n"
+	"per client, as --model says. With no SERVICE ENDPOINT pairs, serves\n"
+	"the default table: the six services on TCP and UDP on 127.0.0.1, at\n"
+	"their well-known ports when it may bind them, else at 10000 + port.\n"
+	"\n"
+	"services: echo discard chargen qotd daytime time 'exec:PROGRAM ARGS'\n"
+	"\n"
+	"concurrent server options:\n"
+	"  --model NAME              fork (default)\n"
+	"  --max-conns N             at most N connections; then stop\n"
+	"                            accepting until one ends\n"
+	"  --per-source N            at most N connections per IPv4 address\n"
+	"                            or IPv6 /64; more are refused\n"
+	"  --rate N/s                accept at most N new connections a second\n"
+	"  --idle DURATION           close after this long without traffic\n"
+	"                            (default 5m; 0 turns it off)\n"
+	"  --lifetime DURATION       close after this long in all (default off)\n"
+	"  --write-timeout DURATION  close when the peer reads nothing for this\n"
+	"                            long (default 30s)\n"
+	"  --linger DURATION         after our half-close, read the peer's rest\n"
+	"                            for at most this long (default 5s)\n"
+	"  --drain DURATION          on SIGTERM, time connections get to finish\n"
+	"                            (default 10s)\n"
+	"  --allow RULE, --deny RULE access rules, first match wins: an IPv4 or\n"
+	"                            IPv6 address or CIDR, uid:N or gid:N\n"
+	"  --user USER, --group GROUP  drop privileges after binding\n"
+	"  --mode OCTAL              permissions of unix socket files\n"
+	"  --backlog N               listen backlog (default 1024)\n"
+	"\n"
+	"datagram server options:\n"
+	"  --no-guard[=SERVICE,...]  turn the datagram reflection guard and\n"
+	"                            reply budget off (for all, or the named)\n"
+	"  --budget N/s              replies per second per source for\n"
+	"                            amplifying services (default 20/s)\n"
+	"  --budget-bytes N/s        reply bytes per second per source\n"
+	"                            (default 16384/s)\n"
+	"  --quotes FILE             qotd quotations, separated by '%' lines\n"
+	"  --exec-timeout DURATION   kill an exec: run after this (default 10s)\n"
+	"  --trace                   print every socket call on stderr\n"
+	"  -v, --verbose             log every dropped datagram\n"
+	"  -q, --quiet               log errors only\n"
+	"  -h, --help                this text\n";
+
+struct serve_opts {
+	char *no_guard; /* NULL: guard on; "": off for all; else a list */
+	struct dx_quotes quotes;
+	int have_quotes;
+	const char *user, *group;
+};
+
+static int apply_number(int c, struct dx_server *srv);
+
+static void
+log_line(void *ctx, int level, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "duplex: %s%s\n",
+		level == DX_LOG_ERROR  ? "error: "
+		: level == DX_LOG_WARN ? "warning: "
+				       : "",
+		line);
+}
+
+/* Parses "N/s" (or a plain N) into a rate per second. */
+static int
+parse_rate(const char *text, double *rate)
+{
+	char buf[32];
+	size_t len = strlen(text);
+	long long n;
+
+	if (len >= sizeof(buf))
+		return -1;
+	memcpy(buf, text, len + 1);
+	if (len > 2 && strcmp(buf + len - 2, "/s") == 0)
+		buf[len - 2] = '\0';
+	if (cli_parse_count(buf, 0, 100000000, &n) < 0)
+		return -1;
+	*rate = (double)n;
+	return 0;
+}
+
+/* 1 when the guard is on for SERVICE under the --no-guard list. */
+static int
+guard_for(const struct serve_opts *o, const char *service)
+{
+	size_t len;
+	const char *p;
+
+	if (o->no_guard == NULL)
+		return 1;
+	if (*o->no_guard == '\0')
+		return 0;
+	len = strcspn(service, ":");
+	for (p = o->no_guard; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
+		if (strcspn(p, ",") == len && strncmp(p, service, len) == 0)
+			return 0;
+	return 1;
+}
+
+static const struct option long_opts[] = {
+	{"no-guard", optional_argument, NULL, 'G'},
+	{"budget", required_argument, NULL, 'b'},
+	{"budget-bytes", required_argument, NULL, 'B'},
+	{"quotes", required_argument, NULL, 'Q'},
+	{"exec-timeout", required_argument, NULL, 'T'},
+	{"trace", no_argument, NULL, 't'},
+	{"model", required_argument, NULL, 'M'},
+	{"max-conns", required_argument, NULL, 'c'},
+	{"per-source", required_argument, NULL, 'p'},
+	{"rate", required_argument, NULL, 'r'},
+	{"idle", required_argument, NULL, 'I'},
+	{"lifetime", required_argument, NULL, 'L'},
+	{"write-timeout", required_argument, NULL, 'W'},
+	{"linger", required_argument, NULL, 'l'},
+	{"drain", required_argument, NULL, 'D'},
+	{"allow", required_argument, NULL, 'A'},
+	{"deny", required_argument, NULL, 'd'},
+	{"user", required_argument, NULL, 'u'},
+	{"group", required_argument, NULL, 'g'},
+	{"mode", required_argument, NULL, 'm'},
+	{"backlog", required_argument, NULL, 'k'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* The duration options: where each one's value goes. */
+static int64_t *
+duration_slot(int c, struct dx_server *srv)
+{
+	switch (c) {
+	case 'I':
+		return &srv->limits.idle_ms;
+	case 'L':
+		return &srv->limits.lifetime_ms;
+	case 'W':
+		return &srv->limits.write_timeout_ms;
+	case 'l':
+		return &srv->limits.linger_ms;
+	case 'D':
+		return &srv->drain_ms;
+	default:
+		return NULL;
+	}
+}
+
+/* The concurrent server's options; returns 0, or -1 after an error. */
+static int
+apply_stream_option(int c, struct dx_server *srv, struct serve_opts *o)
+{
+	char why[256];
+	long long n;
+
+	switch (c) {
+	case 'M':
+		srv->model = dx__model_find(optarg);
+		if (srv->model)
+			return 0;
+		cli_error("unknown model '%s' (this build has: %s)", optarg,
+			  dx__model_names());
+		return -1;
+	case 'A':
+	case 'd':
+		if (dx__rules_add(&srv->rules, c == 'A', optarg, why,
+				  sizeof(why)) == 0)
+			return 0;
+		cli_error("bad rule for --%s: %s", c == 'A' ? "allow" : "deny",
+			  why);
+		return -1;
+	case 'u':
+		o->user = optarg;
+		return 0;
+	case 'g':
+		o->group = optarg;
+		return 0;
+	case 'm':
+		n = strtol(optarg, NULL, 8);
+		if (strspn(optarg, "01234567") == strlen(optarg) &&
+		    strlen(optarg) <= 4 && *optarg) {
+			srv->unix_mode = (int)n;
+			return 0;
+		}
+		cli_error("bad mode '%s' (expected octal, e.g. 660)", optarg);
+		return -1;
+	}
+	return apply_number(c, srv);
+}
+
+/* The numeric options of the concurrent server. */
+static int
+apply_number(int c, struct dx_server *srv)
+{
+	int64_t *slot = duration_slot(c, srv);
+	long long n;
+
+	if (slot != NULL) {
+		n = cli_parse_duration(optarg);
+		if (n >= 0) {
+			*slot = n;
+			return 0;
+		}
+		cli_error("bad duration '%s' (e.g. 500ms, 10s, 2m; 0 is off)",
+			  optarg);
+		return -1;
+	}
+	if (c == 'r')
+		return parse_rate(optarg, &srv->rate) == 0
+			       ? 0
+			       : (cli_error("bad rate '%s' (expected N/s)",
+					    optarg),
+				  -1);
+	if (cli_parse_count(optarg, 1, 1000000, &n) < 0) {
+		cli_error("bad number '%s' (expected 1-1000000)", optarg);
+		return -1;
+	}
+	if (c == 'c')
+		srv->max_conns = (size_t)n;
+	else if (c == 'p')
+		srv->per_source = (uint32_t)n;
+	else
+		srv->backlog = (int)n;
+	return 0;
+}
+
+/* Applies one option; returns 0, 1 for --help, or -1 after an error. */
+static int
+apply_option(int c, struct dx_server *srv, struct serve_opts *o)
+{
+	char why[256];
+	long long ms;
+
+	if (strchr("McprILWlDAdugmk", c) != NULL && c != 0)
+		return apply_stream_option(c, srv, o);
+	switch (c) {
+	case 'G':
+		o->no_guard = optarg ? optarg : "";
+		return 0;
+	case 'b':
+	case 'B':
+		if (parse_rate(optarg, c == 'b' ? &srv->budget_dgrams
+						: &srv->budget_bytes) == 0)
+			return 0;
+		cli_error("bad rate '%s' (expected N/s)", optarg);
+		return -1;
+	case 'Q':
+		if (o->have_quotes)
+			dx__quotes_free(&o->quotes);
+		if (dx__quotes_load(&o->quotes, optarg, why, sizeof(why)) < 0) {
+			cli_error("%s", why);
+			return -1;
+		}
+		o->have_quotes = 1;
+		srv->quotes = &o->quotes;
+		return 0;
+	case 'T':
+		ms = cli_parse_duration(optarg);
+		if (ms > 0) {
+			srv->exec_timeout_ms = ms;
+			return 0;
+		}
+		cli_error("bad duration '%s' (e.g. 500ms, 10s, 2m)", optarg);
+		return -1;
+	case 't':
+		cli_trace_to_stderr();
+		return 0;
+	case 'v':
+		srv->verbosity = DX_LOG_DEBUG;
+		return 0;
+	case 'q':
+		srv->verbosity = DX_LOG_ERROR;
+		return 0;
+	case 'h':
+		fputs(usage, stdout);
+		return 1;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * 1 when this process may bind PORT on 127.0.0.1 for SCHEME now: root (or
+ * CAP_NET_BIND_SERVICE) for ports below 1024, and nobody else there.
+ */
+static int
+may_bind(enum dx_scheme scheme, uint16_t port)
+{
+	struct dx_endpoint ep = {.scheme = scheme, .host = "127.0.0.1"};
+	int fd;
+
+	ep.port = port;
+	fd = dx_listen_endpoint(&ep, 0, 1, NULL, 0);
+	if (fd < 0)
+		return 0;
+	dx_close(fd);
+	return 1;
+}
+
+/*
+ * The default table: every built-in service on TCP and UDP on 127.0.0.1
+ * (never a public address by default), at its well-known port when that
+ * can be bound, otherwise at 10,000 + the well-known port.
+ */
+static int
+add_default_table(struct dx_server *srv, const struct serve_opts *o)
+{
+	static const enum dx_scheme schemes[] = {DX_SCHEME_TCP, DX_SCHEME_UDP};
+	const struct dx_service *const *t;
+	char ep[64], why[512];
+	size_t n;
+
+	t = dx__service_table(&n);
+	for (size_t i = 0; i < n; i++) {
+		if (t[i]->flags & DX_SVC_EXEC)
+			continue;
+		for (size_t s = 0; s < 2; s++) {
+			uint16_t port = t[i]->port;
+			if (!may_bind(schemes[s], port))
+				port = (uint16_t)(10000 + port);
+			snprintf(ep, sizeof(ep), "%s://127.0.0.1:%u",
+				 dx_scheme_name(schemes[s]), port);
+			if (dx__server_add(srv, t[i]->name, ep,
+					   guard_for(o, t[i]->name), why,
+					   sizeof(why)) < 0) {
+				cli_error("%s", why);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Adds the SERVICE ENDPOINT pairs left in ARGV after the options. */
+static int
+add_pairs(struct dx_server *srv, const struct serve_opts *o, int argc,
+	  char **argv)
+{
+	char why[512];
+
+	if (argc == 0)
+		return add_default_table(srv, o);
+	if (argc % 2 != 0) {
+		cli_error("serve: expected SERVICE ENDPOINT pairs "
+			  "(see 'duplex serve --help')");
+		return -1;
+	}
+	for (int i = 0; i < argc; i += 2)
+		if (dx__server_add(srv, argv[i], argv[i + 1],
+				   guard_for(o, argv[i]), why,
+				   sizeof(why)) < 0) {
+			cli_error("%s", why);
+			return -1;
+		}
+	return 0;
+}
+
+/* Blocks the server's signals and returns a signalfd for them. */
+static int
+signal_fd(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+static void
+print_listeners(const struct dx_server *srv)
+{
+	char addr[DX_ADDRSTRLEN];
+
+	for (size_t i = 0; i < srv->nls; i++) {
+		const struct dx_listener *l = &srv->ls[i];
+
+		dx_addr_format(&l->bound, addr, sizeof(addr));
+		printf("serving %s on %s://%s\n", l->name,
+		       dx_scheme_name(l->ep.scheme), addr);
+	}
+	fflush(stdout);
+}
+
+static int
+run(struct dx_server *srv, const struct serve_opts *o)
+{
+	struct dx_privs privs;
+	char why[512] = "";
+	int err;
+
+	/* Look the user up before binding: a typo must not leave a server. */
+	if (dx__privs_resolve(&privs, o->user, o->group, why, sizeof(why)) <
+	    0) {
+		cli_error("%s", why);
+		return DX_EXIT_USAGE;
+	}
+	srv->sigfd = signal_fd();
+	if (srv->sigfd < 0) {
+		cli_error("serve: cannot set up signals: %s",
+			  dx_strerror(-errno));
+		return DX_EXIT_FAIL;
+	}
+	err = dx__server_open(srv, why, sizeof(why));
+	if (err < 0) {
+		cli_error("%s", why[0] ? why : dx_strerror(err));
+		return DX_EXIT_FAIL;
+	}
+	if (dx__privs_drop(&privs, why, sizeof(why)) < 0) {
+		cli_error("%s", why);
+		return DX_EXIT_FAIL;
+	}
+	print_listeners(srv);
+	err = dx__server_run(srv);
+	dx__server_log_counters(srv);
+	if (err < 0) {
+		cli_error("serve: %s", dx_strerror(err));
+		return DX_EXIT_FAIL;
+	}
+	return DX_EXIT_OK;
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+	struct dx_server *srv = malloc(sizeof(*srv));
+	struct serve_opts o = {0};
+	int c, rc = DX_EXIT_USAGE;
+
+	if (srv == NULL)
+		return DX_EXIT_FAIL;
+	dx__server_init(srv);
+	srv->log = log_line;
+	while ((c = getopt_long(argc, argv, "vqh", long_opts, NULL)) != -1) {
+		int r = apply_option(c, srv, &o);
+		if (r != 0) {
+			rc = r > 0 ? DX_EXIT_OK : DX_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (add_pairs(srv, &o, argc - optind, argv + optind) < 0)
+		goto out;
+	rc = run(srv, &o);
+out:
+	dx__server_close(srv);
+	if (srv->sigfd >= 0)
+		close(srv->sigfd);
+	if (o.have_quotes)
+		dx__quotes_free(&o.quotes);
+	free(srv);
+	return rc;
+}

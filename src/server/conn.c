@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.c - a stream connection's state machine (see conn.h). The one rule
+ * that keeps data safe: never close with unread input from the peer, or
+ * the kernel answers it with a reset that can destroy our last bytes in
+ * flight. So a finished connection sends everything, half-closes
+ * (shutdown SHUT_WR), and reads and discards until the peer's end of file
+ * or the linger bound, and only then closes.
+ */
+#include "server/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const end_names[DX_END_COUNT] = {
+	[DX_END_NONE] = "open",       [DX_END_DONE] = "done",
+	[DX_END_PEER] = "peer-closed", [DX_END_IDLE] = "idle-timeout",
+	[DX_END_LIFETIME] = "lifetime", [DX_END_WRITE_STALL] = "write-timeout",
+	[DX_END_LINGER] = "linger-timeout", [DX_END_ERROR] = "error",
+};
+
+const char *
+dx__conn_end_name(enum dx_conn_end end)
+{
+	return end < DX_END_COUNT ? end_names[end] : "unknown";
+}
+
+uint8_t *
+dx__pool_get(struct dx_bufpool *pool)
+{
+	void *buf = pool->free;
+
+	if (buf == NULL)
+		return malloc(DX_CONN_BUF);
+	memcpy(&pool->free, buf, sizeof(void *));
+	pool->nfree--;
+	return buf;
+}
+
+void
+dx__pool_put(struct dx_bufpool *pool, uint8_t *buf)
+{
+	if (pool->nfree >= pool->max_free) {
+		free(buf);
+		return;
+	}
+	memcpy(buf, &pool->free, sizeof(void *));
+	pool->free = buf;
+	pool->nfree++;
+}
+
+void
+dx__pool_drain(struct dx_bufpool *pool)
+{
+	while (pool->free != NULL) {
+		void *buf = pool->free;
+		memcpy(&pool->free, buf, sizeof(void *));
+		free(buf);
+	}
+	pool->nfree = 0;
+}
+
+size_t
+dx_conn_space(const struct dx_conn *c)
+{
+	return DX_CONN_BUF - c->out_len;
+}
+
+uint8_t *
+dx_conn_reserve(struct dx_conn *c, size_t *len)
+{
+	if (c->out == NULL) {
+		c->out = dx__pool_get(c->pool);
+		if (c->out == NULL)
+			return NULL;
+	}
+	/* Move unsent bytes to the front so the free space is contiguous. */
+	if (c->out_off > 0) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	*len = DX_CONN_BUF - c->out_len;
+	return *len ? c->out + c->out_len : NULL;
+}
+
+void
+dx_conn_commit(struct dx_conn *c, size_t len)
+{
+	if (len > 0 && c->out_off == c->out_len)
+		c->wrote_ms = dx_now_ms();
+	c->out_len += (uint32_t)len;
+}
+
+ssize_t
+dx_conn_write(struct dx_conn *c, const void *data, size_t len)
+{
+	size_t room;
+	uint8_t *p = dx_conn_reserve(c, &room);
+
+	if (p == NULL)
+		return c->out == NULL ? -ENOMEM : 0;
+	if (len > room)
+		len = room;
+	memcpy(p, data, len);
+	dx_conn_commit(c, len);
+	return (ssize_t)len;
+}
+
+void
+dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
+	      struct dx_bufpool *pool, int64_t now)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	c->conf = conf;
+	c->pool = pool;
+	c->started_ms = c->active_ms = c->wrote_ms = now;
+}
+
+/* Maps a handler's return value to the connection's state. */
+static int
+handled(struct dx_conn *c, int rc)
+{
+	if (rc < 0)
+		return DX_END_ERROR;
+	if (rc == DX_STREAM_DONE)
+		c->flags |= DX_CONN_DONE;
+	return DX_END_NONE;
+}
+
+int
+dx__conn_open(struct dx_conn *c, int64_t now)
+{
+	const struct dx_stream_ops *ops = c->conf->svc->stream;
+
+	c->active_ms = now;
+	return ops->open ? handled(c, ops->open(c)) : DX_END_NONE;
+}
+
+static int
+pending(const struct dx_conn *c)
+{
+	return c->out_off < c->out_len;
+}
+
+short
+dx__conn_events(const struct dx_conn *c)
+{
+	short ev = 0;
+
+	if (pending(c) ||
+	    ((c->flags & DX_CONN_WANT_WRITE) && !(c->flags & DX_CONN_DONE)))
+		ev |= POLLOUT;
+	if ((c->flags & DX_CONN_SHUT_WR) ||
+	    (!(c->flags & DX_CONN_EOF_IN) && dx_conn_space(c) > 0))
+		ev |= POLLIN;
+	return ev;
+}
+
+/* Sends queued output; frees the buffer once it is empty. */
+static int
+flush(struct dx_conn *c, int64_t now)
+{
+	ssize_t n;
+
+	while (pending(c)) {
+		n = dx_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		if (n == -EAGAIN)
+			return DX_END_NONE;
+		if (n < 0)
+			return DX_END_PEER;
+		c->out_off += (uint32_t)n;
+		c->active_ms = c->wrote_ms = now;
+	}
+	if (c->out != NULL) {
+		dx__pool_put(c->pool, c->out);
+		c->out = NULL;
+		c->out_off = c->out_len = 0;
+	}
+	return DX_END_NONE;
+}
+
+/* Output side: send, let the service produce more, send again. */
+static int
+on_writable(struct dx_conn *c, int64_t now)
+{
+	const struct dx_stream_ops *ops = c->conf->svc->stream;
+	int end = flush(c, now);
+
+	if (end == DX_END_NONE && (c->flags & DX_CONN_WANT_WRITE) &&
+	    !(c->flags & DX_CONN_DONE) && dx_conn_space(c) > 0) {
+		end = handled(c, ops->writable(c));
+		if (end == DX_END_NONE)
+			end = flush(c, now);
+	}
+	return end;
+}
+
+/* Input side: one read, handed to the service or, once draining, dropped. */
+static int
+on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
+{
+	const struct dx_stream_ops *ops = c->conf->svc->stream;
+	size_t room = dx_conn_space(c);
+	ssize_t n;
+
+	if (!(c->flags & DX_CONN_SHUT_WR) && room < len)
+		len = room;
+	n = dx_read(c->fd, scratch, len);
+	if (n == -EAGAIN)
+		return DX_END_NONE;
+	if (c->flags & DX_CONN_SHUT_WR)
+		return n > 0 ? DX_END_NONE : DX_END_DONE;
+	if (n < 0)
+		return DX_END_PEER;
+	c->active_ms = now;
+	if (n == 0)
+		c->flags |= DX_CONN_EOF_IN;
+	return handled(c, ops->input(c, scratch, (size_t)n));
+}
+
+/* Half-closes once the service is done and everything is sent. */
+static int
+maybe_shutdown(struct dx_conn *c, int64_t now)
+{
+	if ((c->flags & DX_CONN_EOF_IN) && !pending(c) &&
+	    !(c->flags & DX_CONN_WANT_WRITE))
+		c->flags |= DX_CONN_DONE;
+	if (!(c->flags & DX_CONN_DONE) || pending(c) ||
+	    (c->flags & DX_CONN_SHUT_WR))
+		return DX_END_NONE;
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		return DX_END_PEER;
+	dx_trace("shutdown(%d, SHUT_WR) = 0", c->fd);
+	c->flags |= DX_CONN_SHUT_WR;
+	c->drain_ms = now;
+	/* The peer already sent its end of file: nothing left to drain. */
+	return (c->flags & DX_CONN_EOF_IN) ? DX_END_DONE : DX_END_NONE;
+}
+
+int
+dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch,
+	       size_t len, int64_t now)
+{
+	int end = DX_END_NONE;
+
+	if (revents & (POLLOUT | POLLERR | POLLHUP))
+		end = on_writable(c, now);
+	if (end == DX_END_NONE && (revents & (POLLIN | POLLERR | POLLHUP)) &&
+	    (dx__conn_events(c) & POLLIN))
+		end = on_readable(c, scratch, len, now);
+	if (end == DX_END_NONE)
+		end = on_writable(c, now);
+	return end == DX_END_NONE ? maybe_shutdown(c, now) : end;
+}
+
+static int64_t
+earliest(int64_t a, int64_t since, int64_t limit)
+{
+	return limit > 0 && since + limit < a ? since + limit : a;
+}
+
+int64_t
+dx__conn_deadline(const struct dx_conn *c, const struct dx_conn_limits *lim)
+{
+	int64_t d = DX_FOREVER;
+
+	d = earliest(d, c->started_ms, lim->lifetime_ms);
+	d = earliest(d, c->active_ms, lim->idle_ms);
+	if (pending(c))
+		d = earliest(d, c->wrote_ms, lim->write_timeout_ms);
+	if (c->flags & DX_CONN_SHUT_WR)
+		d = earliest(d, c->drain_ms, lim->linger_ms);
+	return d;
+}
+
+int
+dx__conn_expired(const struct dx_conn *c, const struct dx_conn_limits *lim,
+		 int64_t now)
+{
+	if ((c->flags & DX_CONN_SHUT_WR) && lim->linger_ms > 0 &&
+	    now >= c->drain_ms + lim->linger_ms)
+		return DX_END_LINGER;
+	if (lim->lifetime_ms > 0 && now >= c->started_ms + lim->lifetime_ms)
+		return DX_END_LIFETIME;
+	if (pending(c) && lim->write_timeout_ms > 0 &&
+	    now >= c->wrote_ms + lim->write_timeout_ms)
+		return DX_END_WRITE_STALL;
+	if (lim->idle_ms > 0 && now >= c->active_ms + lim->idle_ms)
+		return DX_END_IDLE;
+	return DX_END_NONE;
+}
+
+void
+dx__conn_finish(struct dx_conn *c)
+{
+	if (c->fd >= 0)
+		dx_close(c->fd);
+	c->fd = -1;
+	if (c->out != NULL)
+		dx__pool_put(c->pool, c->out);
+	c->out = NULL;
+}
+
+int
+dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
+	     uint8_t *scratch, size_t len)
+{
+	int end = dx__conn_open(c, dx_now_ms()), rc;
+
+	if (end == DX_END_NONE)
+		end = maybe_shutdown(c, dx_now_ms());
+	while (end == DX_END_NONE) {
+		rc = dx_wait(c->fd, dx__conn_events(c),
+			     dx__conn_deadline(c, lim));
+		if (rc == -ETIMEDOUT)
+			end = dx__conn_expired(c, lim, dx_now_ms());
+		else if (rc < 0)
+			end = DX_END_ERROR;
+		else
+			end = dx__conn_ready(c, (short)rc, scratch, len,
+					     dx_now_ms());
+	}
+	dx__conn_finish(c);
+	return end;
+}
+
+int
+dx__linger_close(int fd, int64_t linger_ms)
+{
+	uint8_t sink[4096];
+	int64_t deadline = dx_deadline_in(linger_ms > 0 ? linger_ms : 0);
+	ssize_t n = 1;
+
+	if (shutdown(fd, SHUT_WR) == 0) {
+		dx_trace("shutdown(%d, SHUT_WR) = 0", fd);
+		while (n > 0 || n == -EAGAIN) {
+			n = dx_read_some(fd, sink, sizeof(sink), deadline);
+			if (n == -ETIMEDOUT)
+				break;
+		}
+	}
+	dx_close(fd);
+	return n == 0 ? DX_END_DONE
+		      : (n == -ETIMEDOUT ? DX_END_LINGER : DX_END_PEER);
+}

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iterative.c - the connectionless iterative server (the seed's first
+ * design): one socket, datagrams served one at a time in arrival order.
+ * The system calls are batched (recvmmsg, sendmmsg) without changing that
+ * order: a batch is served front to back and its replies leave in the same
+ * order. Each reply goes to the sender's address from the local address
+ * the request arrived on (IP_PKTINFO, IPV6_PKTINFO), so a wildcard socket
+ * on a host with several addresses answers from the one that was asked.
+ * The socket is never connect()ed: every sender is served.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 32
+/* Larger than any UDP payload, so MSG_TRUNC means a unixgram giant. */
+#define RECV_SIZE 65536
+
+union pktinfo_buf {
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+		 CMSG_SPACE(sizeof(struct in_pktinfo))];
+	struct cmsghdr align;
+};
+
+/* One batch's messages and buffers, allocated once per server. */
+struct dx_iter {
+	struct mmsghdr in[BATCH], out[BATCH];
+	struct iovec in_iov[BATCH], out_iov[BATCH];
+	struct dx_addr peer[BATCH];
+	union pktinfo_buf in_ctl[BATCH], out_ctl[BATCH];
+	uint8_t in_buf[BATCH][RECV_SIZE];
+	uint8_t out_buf[BATCH][DX_DGRAM_MAX];
+};
+
+int
+dx__iter_open(struct dx_server *srv, struct dx_listener *l)
+{
+	int on = 1, family = l->bound.u.sa.sa_family, rc = 0;
+
+	if (srv->iter == NULL) {
+		srv->iter = calloc(1, sizeof(*srv->iter));
+		if (srv->iter == NULL)
+			return -ENOMEM;
+	}
+	if (family == AF_INET)
+		rc = setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on));
+	else if (family == AF_INET6)
+		rc = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on,
+				sizeof(on));
+	if (family == AF_INET || family == AF_INET6)
+		dx_trace("setsockopt(%d, %s, 1) = %d", l->fd,
+			 family == AF_INET ? "IP_PKTINFO" : "IPV6_RECVPKTINFO",
+			 rc);
+	return rc < 0 ? dx__neg_errno() : 0;
+}
+
+void
+dx__iter_free(struct dx_server *srv)
+{
+	free(srv->iter);
+	srv->iter = NULL;
+}
+
+/* Readies the receive side of the batch: names, buffers, control space. */
+static void
+prepare_receive(struct dx_iter *it)
+{
+	for (int i = 0; i < BATCH; i++) {
+		struct msghdr *m = &it->in[i].msg_hdr;
+
+		it->in_iov[i] = (struct iovec){it->in_buf[i], RECV_SIZE};
+		it->peer[i].u.sa.sa_family = AF_UNSPEC;
+		*m = (struct msghdr){
+			.msg_name = &it->peer[i].u.ss,
+			.msg_namelen = sizeof(it->peer[i].u.ss),
+			.msg_iov = &it->in_iov[i],
+			.msg_iovlen = 1,
+			.msg_control = it->in_ctl[i].buf,
+			.msg_controllen = sizeof(it->in_ctl[i].buf),
+		};
+	}
+}
+
+/*
+ * The local address datagram I arrived on, from its packet info; the
+ * listener's own address when there is none (unix sockets).
+ */
+static void
+arrival_address(const struct dx_listener *l, struct msghdr *m,
+		struct dx_addr *local)
+{
+	struct cmsghdr *c;
+
+	*local = l->bound;
+	for (c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			local->u.in.sin_addr = pi.ipi_addr;
+		} else if (c->cmsg_level == IPPROTO_IPV6 &&
+			   c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			local->u.in6.sin6_addr = pi.ipi6_addr;
+			local->u.in6.sin6_scope_id = pi.ipi6_ifindex;
+		}
+	}
+}
+
+/* Sets the reply's source to LOCAL, the address the request came to. */
+static size_t
+reply_source(const struct dx_addr *local, union pktinfo_buf *ctl)
+{
+	struct msghdr m = {.msg_control = ctl->buf,
+			   .msg_controllen = sizeof(ctl->buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	memset(ctl->buf, 0, sizeof(ctl->buf));
+	if (local->u.sa.sa_family == AF_INET) {
+		struct in_pktinfo pi = {.ipi_spec_dst = local->u.in.sin_addr};
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		return CMSG_SPACE(sizeof(pi));
+	}
+	if (local->u.sa.sa_family == AF_INET6) {
+		struct in6_pktinfo pi = {.ipi6_addr = local->u.in6.sin6_addr};
+		/* A link-local source only means something on its link. */
+		if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
+			pi.ipi6_ifindex = local->u.in6.sin6_scope_id;
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		return CMSG_SPACE(sizeof(pi));
+	}
+	return 0;
+}
+
+/* Counts a datagram that gets no reply, and says why at debug level. */
+static void
+drop(struct dx_server *srv, const struct dx_listener *l,
+     const struct dx_addr *peer, enum dx_drop reason)
+{
+	char who[DX_ADDRSTRLEN];
+
+	srv->drops[reason]++;
+	if (srv->verbosity >= DX_LOG_DEBUG) {
+		dx_addr_format(peer, who, sizeof(who));
+		dx__log(srv, DX_LOG_DEBUG, "%s: no reply to %s: %s", l->name,
+			who, dx__drop_name(reason));
+	}
+}
+
+/* Whether the guard lets PEER be answered; counts the drop if not. */
+static int
+admit(struct dx_server *srv, const struct dx_listener *l,
+      const struct dx_addr *peer, const struct dx_addr *local)
+{
+	int reason = dx__guard_check(&srv->guard, peer, local);
+
+	if (reason < 0 && (l->conf.svc->flags & DX_SVC_AMPLIFIES) &&
+	    dx__budget_take(srv->budget, peer, dx_now_ms()) < 0)
+		reason = DX_DROP_BUDGET;
+	if (reason >= 0)
+		drop(srv, l, peer, (enum dx_drop)reason);
+	return reason < 0;
+}
+
+/*
+ * Serves datagram I of the batch. Returns 1 when it queued a reply in
+ * out[NOUT], 0 when there is none.
+ */
+static int
+serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
+{
+	struct dx_iter *it = srv->iter;
+	struct msghdr *m = &it->in[i].msg_hdr;
+	struct dx_addr *peer = &it->peer[i], local;
+	struct dx_dgram_req req;
+	ssize_t n;
+
+	peer->len = m->msg_namelen;
+	if (m->msg_flags & MSG_TRUNC) {
+		drop(srv, l, peer, DX_DROP_TRUNCATED);
+		return 0;
+	}
+	if (peer->u.sa.sa_family != l->bound.u.sa.sa_family ||
+	    peer->len <= sizeof(sa_family_t)) {
+		drop(srv, l, peer, DX_DROP_NO_ADDRESS);
+		return 0;
+	}
+	arrival_address(l, m, &local);
+	if (l->guard && !admit(srv, l, peer, &local))
+		return 0;
+	req = (struct dx_dgram_req){
+		.data = it->in_buf[i],
+		.len = it->in[i].msg_len,
+		.peer = peer,
+		.local = &local,
+		.conf = &l->conf,
+		.reply = it->out_buf[nout],
+	};
+	n = l->conf.svc->dgram(&req);
+	l->served++;
+	if (n == DX_NOREPLY)
+		return 0;
+	if (n < 0) {
+		drop(srv, l, peer, DX_DROP_FAILED);
+		return 0;
+	}
+	if (l->guard && (l->conf.svc->flags & DX_SVC_AMPLIFIES))
+		dx__budget_charge(srv->budget, peer, (size_t)n);
+	it->out_iov[nout] = (struct iovec){it->out_buf[nout], (size_t)n};
+	it->out[nout].msg_hdr = (struct msghdr){
+		.msg_name = &peer->u.ss,
+		.msg_namelen = peer->len,
+		.msg_iov = &it->out_iov[nout],
+		.msg_iovlen = 1,
+		.msg_control = it->out_ctl[nout].buf,
+		.msg_controllen = reply_source(&local, &it->out_ctl[nout]),
+	};
+	if (it->out[nout].msg_hdr.msg_controllen == 0)
+		it->out[nout].msg_hdr.msg_control = NULL;
+	return 1;
+}
+
+/* Sends the batch's replies in order; a reply that fails is counted. */
+static void
+send_replies(struct dx_server *srv, struct dx_listener *l, int n)
+{
+	int done = 0, rc;
+
+	while (done < n) {
+		rc = dx__sendmmsg(l->fd, srv->iter->out + done,
+				  (unsigned)(n - done));
+		if (rc > 0) {
+			done += rc;
+			continue;
+		}
+		drop(srv, l,
+		     (const struct dx_addr *)srv->iter->out[done].msg_hdr.msg_name,
+		     DX_DROP_SEND);
+		dx__log(srv, DX_LOG_DEBUG, "%s: reply not sent: %s", l->name,
+			dx_strerror(rc));
+		done++;
+	}
+}
+
+void
+dx__iter_serve(struct dx_server *srv, struct dx_listener *l)
+{
+	/* A few batches per wakeup, so one busy socket cannot starve others. */
+	for (int round = 0; round < 4; round++) {
+		int n, nout = 0;
+
+		prepare_receive(srv->iter);
+		n = dx__recvmmsg(l->fd, srv->iter->in, BATCH);
+		if (n < 0) {
+			if (n != -EAGAIN)
+				dx__log(srv, DX_LOG_WARN, "%s: receive: %s",
+					l->name, dx_strerror(n));
+			return;
+		}
+		for (int i = 0; i < n; i++)
+			nout += serve_one(srv, l, i, nout);
+		send_replies(srv, l, nout);
+		if (n < BATCH)
+			return;
+	}
+}

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * model_fork.c - the seed's concurrent server: a child process per
+ * connection. The parent accepts, forks and closes its copy of the
+ * connection; the child serves it and exits. Children are accounted in a
+ * table keyed by pid: the live count is the table's size, entries leave
+ * it only when waitpid() reports the child, so the count cannot drift
+ * and no child is left a zombie. Each child leads a process group; when
+ * it is reaped, anything left in its group (an exec'd program's
+ * background jobs) is killed.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct fork_child {
+	pid_t pid;
+	uint8_t key[16];
+};
+
+struct fork_state {
+	struct fork_child *child;
+	size_t n, cap;
+};
+
+static int
+fork_start(struct dx_server *srv)
+{
+	struct fork_state *st = calloc(1, sizeof(*st));
+
+	if (st == NULL)
+		return -ENOMEM;
+	srv->model_state = st;
+	return 0;
+}
+
+static void
+fork_free(struct dx_server *srv)
+{
+	struct fork_state *st = srv->model_state;
+
+	if (st != NULL)
+		free(st->child);
+	free(st);
+	srv->model_state = NULL;
+}
+
+/* Makes room for one more child in the table. */
+static int
+reserve_slot(struct fork_state *st)
+{
+	struct fork_child *bigger;
+	size_t cap = st->cap ? 2 * st->cap : 64;
+
+	if (st->n < st->cap)
+		return 0;
+	bigger = realloc(st->child, cap * sizeof(*bigger));
+	if (bigger == NULL)
+		return -ENOMEM;
+	st->child = bigger;
+	st->cap = cap;
+	return 0;
+}
+
+/*
+ * The child's side: drop everything of the parent's but the connection,
+ * take default signals back, serve, exit with the reason it ended.
+ */
+static void __attribute__((noreturn))
+child_main(struct dx_server *srv, struct dx_listener *l, int fd,
+	   const struct dx_addr *peer, uint32_t connnum)
+{
+	static uint8_t scratch[65536];
+	struct dx_bufpool pool = {0};
+	struct dx_conn c;
+	sigset_t none;
+	int end;
+
+	setpgid(0, 0);
+	for (size_t i = 0; i < srv->nls; i++)
+		if (srv->ls[i].fd >= 0)
+			close(srv->ls[i].fd);
+	close(srv->epfd);
+	close(srv->sigfd);
+	close(srv->reserve_fd);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (l->conf.svc->flags & DX_SVC_EXEC) {
+		end = dx__exec_stream(l, fd, peer, connnum, &srv->limits);
+	} else {
+		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
+		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
+	}
+	_exit(end);
+}
+
+static void
+fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
+	   const struct dx_addr *peer)
+{
+	struct fork_state *st = srv->model_state;
+	uint8_t key[16];
+	pid_t pid;
+
+	dx__source_key(peer, key);
+	pid = reserve_slot(st) == 0 ? fork() : -1;
+	if (pid == 0)
+		child_main(srv, l, fd, peer,
+			   dx__sources_count(&srv->sources, key));
+	dx_close(fd);
+	if (pid < 0) {
+		srv->refused[DX_REFUSE_FORK]++;
+		dx__log(srv, DX_LOG_WARN, "%s: cannot fork: %s", l->name,
+			dx_strerror(-errno));
+		dx__stream_released(srv, key);
+		return;
+	}
+	dx_trace("fork() = child %d", (int)pid);
+	st->child[st->n].pid = pid;
+	memcpy(st->child[st->n].key, key, 16);
+	st->n++;
+	l->served++;
+}
+
+/* Logs how a child ended, at debug level unless it failed. */
+static void
+log_exit(struct dx_server *srv, pid_t pid, int status)
+{
+	if (WIFSIGNALED(status))
+		dx__log(srv, DX_LOG_INFO, "child %d killed by signal %d",
+			(int)pid, WTERMSIG(status));
+	else
+		dx__log(srv, DX_LOG_DEBUG, "child %d ended: %s", (int)pid,
+			dx__conn_end_name(
+				(enum dx_conn_end)WEXITSTATUS(status)));
+}
+
+static void
+fork_child_exited(struct dx_server *srv, pid_t pid, int status)
+{
+	struct fork_state *st = srv->model_state;
+	uint8_t key[16];
+
+	for (size_t i = 0; i < st->n; i++) {
+		if (st->child[i].pid != pid)
+			continue;
+		memcpy(key, st->child[i].key, 16);
+		st->child[i] = st->child[--st->n];
+		/* Whatever the connection left running goes with it. */
+		kill(-pid, SIGKILL);
+		log_exit(srv, pid, status);
+		dx__stream_released(srv, key);
+		return;
+	}
+}
+
+static size_t
+fork_active(const struct dx_server *srv)
+{
+	const struct fork_state *st = srv->model_state;
+
+	return st ? st->n : 0;
+}
+
+static void
+fork_terminate(struct dx_server *srv, int sig)
+{
+	struct fork_state *st = srv->model_state;
+
+	for (size_t i = 0; i < st->n; i++)
+		kill(-st->child[i].pid, sig);
+}
+
+const struct dx_model dx__model_fork = {
+	.name = "fork",
+	.start = fork_start,
+	.serve = fork_serve,
+	.child_exited = fork_child_exited,
+	.active = fork_active,
+	.terminate = fork_terminate,
+	.free = fork_free,
+};

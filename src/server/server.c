@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c - a server's life: listeners added from "SERVICE ENDPOINT"
+ * pairs, opened (with stale unix socket files handled), served by one
+ * epoll loop that also watches the caller's signal descriptor, and closed
+ * (unix socket files removed). Signals arrive as data on that descriptor,
+ * never as handlers: SIGTERM and SIGINT stop, SIGUSR1 logs the counters.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SIGNAL_TAG UINT64_MAX
+
+void
+dx__server_init(struct dx_server *srv)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->sigfd = -1;
+	srv->epfd = -1;
+	srv->verbosity = DX_LOG_INFO;
+	srv->exec_timeout_ms = 10000;
+	srv->budget_dgrams = 20;
+	srv->budget_bytes = 16384;
+	srv->reserve_fd = -1;
+	srv->unix_mode = -1;
+	srv->model = dx__model_find("fork");
+	srv->drain_ms = 10000;
+	srv->backlog = 1024;
+	srv->limits = (struct dx_conn_limits){
+		.idle_ms = 300000,
+		.write_timeout_ms = 30000,
+		.linger_ms = 5000,
+	};
+}
+
+void
+dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (srv->log == NULL || level > srv->verbosity)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	srv->log(srv->log_ctx, level, line);
+}
+
+/* Splits "exec:PROGRAM ARG..." at spaces into a NULL-ended argv. */
+static int
+parse_exec(struct dx_listener *l, const char *spec, char *why, size_t wl)
+{
+	const char *cmd = spec + strlen("exec:");
+	char *copy, *tok, *save = NULL;
+	size_t n = 0, cap = strlen(cmd) / 2 + 2;
+
+	if (*cmd != '/')
+		return dx__why(why, wl, -EINVAL,
+			       "'%s': the program must be an absolute path, "
+			       "as in exec:/bin/cat",
+			       spec);
+	copy = strdup(cmd);
+	l->conf.argv = calloc(cap + 1, sizeof(char *));
+	if (copy == NULL || l->conf.argv == NULL) {
+		free(copy);
+		free(l->conf.argv);
+		l->conf.argv = NULL;
+		return -ENOMEM;
+	}
+	for (tok = strtok_r(copy, " \t", &save); tok && n < cap;
+	     tok = strtok_r(NULL, " \t", &save))
+		l->conf.argv[n++] = tok;
+	if (access(l->conf.argv[0], X_OK) < 0) {
+		int err = dx__neg_errno();
+		dx__why(why, wl, err, "'%s': cannot run %s: %s", spec,
+			l->conf.argv[0], dx_strerror(err));
+		free(copy);
+		free(l->conf.argv);
+		l->conf.argv = NULL;
+		return err;
+	}
+	return 0;
+}
+
+/* Sets L's service from SPEC: a table name or exec:PROGRAM. */
+static int
+parse_service(struct dx_listener *l, const char *spec, char *why, size_t wl)
+{
+	const struct dx_service *svc;
+
+	if (strncmp(spec, "exec:", 5) == 0) {
+		l->conf.svc = &dx__service_exec;
+		return parse_exec(l, spec, why, wl);
+	}
+	svc = dx__service_find(spec);
+	if (svc == NULL || (svc->flags & DX_SVC_EXEC))
+		return dx__why(why, wl, -ENOENT,
+			       "unknown service '%s' (expected echo, discard, "
+			       "chargen, qotd, daytime, time or exec:PROGRAM)",
+			       spec);
+	l->conf.svc = svc;
+	return 0;
+}
+
+int
+dx__server_add(struct dx_server *srv, const char *service,
+	       const char *endpoint, int guard, char *why, size_t whylen)
+{
+	struct dx_listener *l;
+	char reason[160];
+	int err;
+
+	if (srv->nls == DX_MAX_LISTENERS)
+		return dx__why(why, whylen, -E2BIG,
+			       "more than %d listeners", DX_MAX_LISTENERS);
+	l = &srv->ls[srv->nls];
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	err = dx_endpoint_parse(&l->ep, endpoint, reason, sizeof(reason));
+	if (err < 0)
+		return dx__why(why, whylen, err, "bad endpoint '%s': %s",
+			       endpoint, reason);
+	err = parse_service(l, service, why, whylen);
+	if (err < 0)
+		return err;
+	l->conf.exec_timeout_ms = srv->exec_timeout_ms;
+	l->conf.quotes = srv->quotes;
+	l->guard = guard;
+	snprintf(l->name, sizeof(l->name), "%s", service);
+	if (dx_scheme_socktype(l->ep.scheme) == SOCK_STREAM)
+		srv->has_stream = 1;
+	srv->nls++;
+	return 0;
+}
+
+/*
+ * 1 when PATH is a unix socket file nobody serves: connecting to it is
+ * refused. Such a file is left behind by a server that did not exit
+ * cleanly, and may be replaced.
+ */
+static int
+stale_socket(const struct dx_endpoint *ep)
+{
+	struct dx_endpoint probe = *ep;
+	struct stat st;
+	int fd;
+
+	if (ep->path[0] == '@' || stat(ep->path, &st) < 0 ||
+	    !S_ISSOCK(st.st_mode))
+		return 0;
+	fd = dx_connect_endpoint(&probe, 0, dx_deadline_in(100));
+	if (fd >= 0) {
+		dx_close(fd);
+		return 0;
+	}
+	return fd == -ECONNREFUSED;
+}
+
+/*
+ * Opens L's socket. A unix socket file is created under a umask that
+ * lets nobody else in, so that no client connects before --mode applies.
+ */
+static int
+listen_unix_mode(struct dx_server *srv, struct dx_listener *l, char *why,
+		 size_t wl)
+{
+	mode_t old = 0;
+	int fd, restrict_mode = srv->unix_mode >= 0;
+
+	if (restrict_mode)
+		old = umask(0177);
+	fd = dx_listen_endpoint(&l->ep, 0, srv->backlog, why, wl);
+	if (restrict_mode)
+		umask(old);
+	return fd;
+}
+
+static int
+open_listener(struct dx_server *srv, struct dx_listener *l, char *why,
+	      size_t wl)
+{
+	int unixpath = (l->ep.scheme == DX_SCHEME_UNIX ||
+			l->ep.scheme == DX_SCHEME_UNIXGRAM) &&
+		       l->ep.path[0] != '@';
+	int fd = listen_unix_mode(srv, l, why, wl);
+
+	if (fd == -EADDRINUSE && unixpath && stale_socket(&l->ep)) {
+		dx__log(srv, DX_LOG_INFO, "removing stale socket file %s",
+			l->ep.path);
+		unlink(l->ep.path);
+		fd = listen_unix_mode(srv, l, why, wl);
+	}
+	if (fd < 0)
+		return fd;
+	if (unixpath && srv->unix_mode >= 0 &&
+	    chmod(l->ep.path, (mode_t)srv->unix_mode) < 0) {
+		int err = dx__neg_errno();
+		dx_close(fd);
+		unlink(l->ep.path);
+		return dx__why(why, wl, err, "cannot chmod %s: %s", l->ep.path,
+			       dx_strerror(err));
+	}
+	l->fd = fd;
+	l->created_path = unixpath;
+	dx_local_addr(fd, &l->bound);
+	if (l->ep.scheme == DX_SCHEME_UDP)
+		dx__guard_add_port(&srv->guard, dx_addr_port(&l->bound));
+	if (dx_scheme_socktype(l->ep.scheme) == SOCK_DGRAM)
+		return dx__iter_open(srv, l);
+	return 0;
+}
+
+int
+dx__server_open(struct dx_server *srv, char *why, size_t whylen)
+{
+	int err;
+
+	srv->budget = malloc(sizeof(*srv->budget));
+	if (srv->budget == NULL)
+		return -ENOMEM;
+	dx__budget_init(srv->budget, srv->budget_dgrams, srv->budget_bytes);
+	err = dx__guard_load_broadcast(&srv->guard);
+	if (err < 0)
+		dx__log(srv, DX_LOG_WARN, "cannot list broadcast addresses: %s",
+			dx_strerror(err));
+	for (size_t i = 0; i < srv->nls; i++) {
+		err = open_listener(srv, &srv->ls[i], why, whylen);
+		if (err < 0)
+			return err;
+	}
+	if (srv->has_stream) {
+		err = dx__stream_open(srv);
+		if (err < 0)
+			return dx__why(why, whylen, err,
+				       "cannot start the %s model: %s",
+				       srv->model->name, dx_strerror(err));
+	}
+	return 0;
+}
+
+/* Reads every pending signal; returns -errno on a broken descriptor. */
+static int
+handle_signals(struct dx_server *srv)
+{
+	struct signalfd_siginfo si;
+	ssize_t n;
+
+	while ((n = dx_read(srv->sigfd, &si, sizeof(si))) == sizeof(si)) {
+		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) &&
+		    !srv->stop) {
+			dx__log(srv, DX_LOG_INFO, "stopping on %s",
+				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			srv->stop = 1;
+			if (srv->has_stream)
+				dx__stream_stop(srv);
+		} else if (si.ssi_signo == SIGUSR1) {
+			dx__server_log_counters(srv);
+		} else if (si.ssi_signo == SIGCHLD) {
+			dx__stream_reap(srv);
+		}
+	}
+	return n == -EAGAIN ? 0 : (n < 0 ? (int)n : 0);
+}
+
+static int
+watch(int epfd, int fd, uint64_t tag)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? dx__neg_errno()
+							   : 0;
+}
+
+/* Serves whatever event TAG stands for. */
+static int
+dispatch(struct dx_server *srv, uint64_t tag)
+{
+	struct dx_listener *l;
+
+	if (tag == SIGNAL_TAG)
+		return handle_signals(srv);
+	l = &srv->ls[tag];
+	if (srv->stop)
+		return 0;
+	if (dx_scheme_socktype(l->ep.scheme) == SOCK_DGRAM)
+		dx__iter_serve(srv, l);
+	else
+		dx__stream_accept(srv, l);
+	return 0;
+}
+
+/* After a stop, the server is finished once no connection is left. */
+static int
+finished(const struct dx_server *srv)
+{
+	return srv->stop &&
+	       (!srv->has_stream || srv->model->active(srv) == 0);
+}
+
+int
+dx__server_run(struct dx_server *srv)
+{
+	struct epoll_event evs[DX_MAX_LISTENERS + 1];
+	int n, err = 0;
+
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->epfd < 0)
+		return dx__neg_errno();
+	if (srv->sigfd >= 0)
+		err = watch(srv->epfd, srv->sigfd, SIGNAL_TAG);
+	for (size_t i = 0; i < srv->nls && err == 0; i++)
+		err = watch(srv->epfd, srv->ls[i].fd, i);
+	while (err == 0 && !finished(srv)) {
+		int64_t next = srv->has_stream
+				       ? dx__stream_tick(srv, dx_now_ms())
+				       : DX_FOREVER;
+		n = dx__epoll_wait(srv->epfd, evs, (int)DX_ARRAY_LEN(evs),
+				   next);
+		if (n < 0)
+			err = n;
+		for (int i = 0; i < n && err == 0; i++)
+			err = dispatch(srv, evs[i].data.u64);
+	}
+	return err;
+}
+
+void
+dx__server_log_counters(struct dx_server *srv)
+{
+	char line[768];
+	size_t used = 0;
+
+	for (size_t i = 0; i < srv->nls; i++) {
+		dx_addr_format(&srv->ls[i].bound, line, sizeof(line));
+		dx__log(srv, DX_LOG_INFO, "counters: %s on %s://%s: served %llu",
+			srv->ls[i].name, dx_scheme_name(srv->ls[i].ep.scheme),
+			line, (unsigned long long)srv->ls[i].served);
+	}
+	for (int r = 0; r < DX_DROP_COUNT && used < sizeof(line); r++)
+		used += (size_t)snprintf(line + used, sizeof(line) - used,
+					 " %s=%llu", dx__drop_name(r),
+					 (unsigned long long)srv->drops[r]);
+	dx__log(srv, DX_LOG_INFO, "counters: no reply:%s", line);
+}
+
+void
+dx__server_close(struct dx_server *srv)
+{
+	for (size_t i = 0; i < srv->nls; i++) {
+		struct dx_listener *l = &srv->ls[i];
+
+		if (l->fd >= 0)
+			dx_close(l->fd);
+		if (l->created_path)
+			unlink(l->ep.path);
+		if (l->conf.argv) {
+			free(l->conf.argv[0]);
+			free(l->conf.argv);
+		}
+	}
+	if (srv->epfd >= 0)
+		close(srv->epfd);
+	srv->epfd = -1;
+	if (srv->has_stream)
+		dx__stream_free(srv);
+	dx__iter_free(srv);
+	free(srv->budget);
+	srv->nls = 0;
+}

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.h - a server: its listeners (one service on one endpoint each),
+ * the main loop that watches them and the signal descriptor, logging, and
+ * the counters. Datagram listeners are served by the iterative server
+ * (iterative.c); stream listeners by the concurrent server's model.
+ */
+#ifndef DX_SERVER_H
+#define DX_SERVER_H
+
+#include "guard/guard.h"
+#include "guard/rules.h"
+#include "server/conn.h"
+#include "service/service.h"
+
+enum dx_log_level { DX_LOG_ERROR, DX_LOG_WARN, DX_LOG_INFO, DX_LOG_DEBUG };
+
+/* Receives one log line (no newline); LEVEL is a dx_log_level. */
+typedef void (*dx_log_fn)(void *ctx, int level, const char *line);
+
+#define DX_MAX_LISTENERS 64
+
+/* One service on one endpoint. */
+struct dx_listener {
+	struct dx_endpoint ep;
+	struct dx_service_conf conf;
+	char name[64];       /* the service as the user wrote it, for logs */
+	int fd;
+	int guard;           /* reflection guard and budget on */
+	int created_path;    /* we made its unix socket file: remove it */
+	struct dx_addr bound;
+	uint64_t served;
+	int paused; /* not watched while limits defer accepting */
+};
+
+struct dx_iter;
+struct dx_server;
+
+/*
+ * A concurrency model: how the concurrent server gets one unit of
+ * concurrency per client. One file each (model_fork.c, ...), one row in
+ * the table in concurrent.c; chosen at run time by name. The accept path,
+ * admission (rules, limits) and accounting are shared (concurrent.c); a
+ * model only serves what it is handed and reports what has ended.
+ */
+struct dx_model {
+	const char *name;
+	/* Readies the model once the listeners are open. */
+	int (*start)(struct dx_server *srv);
+	/*
+	 * Serves the admitted connection FD from PEER on L. The model owns
+	 * FD from here on and calls dx__stream_released() when it ends.
+	 */
+	void (*serve)(struct dx_server *srv, struct dx_listener *l, int fd,
+		      const struct dx_addr *peer);
+	/* A child process exited (process models); STATUS from waitpid. */
+	void (*child_exited)(struct dx_server *srv, pid_t pid, int status);
+	/* Connections being served now. */
+	size_t (*active)(const struct dx_server *srv);
+	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
+	void (*terminate)(struct dx_server *srv, int sig);
+	void (*free)(struct dx_server *srv);
+};
+
+const struct dx_model *dx__model_find(const char *name);
+/* The names of the models this build has, space-separated. */
+const char *dx__model_names(void);
+
+/* Why a connection was refused or deferred; each is counted. */
+enum dx_refuse {
+	DX_REFUSE_DENIED,     /* an access rule */
+	DX_REFUSE_PER_SOURCE, /* --per-source */
+	DX_REFUSE_FDS,        /* out of descriptors: shed */
+	DX_REFUSE_FORK,       /* the model could not start a unit */
+	DX_DEFER_MAX_CONNS,   /* --max-conns reached: accepting paused */
+	DX_DEFER_RATE,        /* --rate bucket empty: accepting paused */
+	DX_REFUSE_COUNT
+};
+const char *dx__refuse_name(enum dx_refuse r);
+
+/* Per-source concurrency: live connections per IPv4 address or IPv6 /64. */
+struct dx_source_slot {
+	uint8_t key[16];
+	uint32_t count;
+};
+struct dx_sources {
+	struct dx_source_slot *slots;
+	size_t cap;
+};
+void dx__source_key(const struct dx_addr *peer, uint8_t key[16]);
+/* Adds one; returns the count after, or -ENOMEM when the table is full. */
+int dx__sources_add(struct dx_sources *s, const uint8_t key[16]);
+void dx__sources_remove(struct dx_sources *s, const uint8_t key[16]);
+uint32_t dx__sources_count(const struct dx_sources *s, const uint8_t key[16]);
+
+struct dx_server {
+	struct dx_listener ls[DX_MAX_LISTENERS];
+	size_t nls;
+	int sigfd; /* signalfd for TERM, INT, HUP, USR1, CHLD; caller's */
+	int epfd;
+	dx_log_fn log;
+	void *log_ctx;
+	int verbosity; /* the highest dx_log_level printed */
+	int64_t exec_timeout_ms;
+	double budget_dgrams, budget_bytes; /* per source per second */
+	const struct dx_quotes *quotes;
+	struct dx_guard guard;
+	struct dx_budget *budget;
+	struct dx_iter *iter;
+	uint64_t drops[DX_DROP_COUNT];
+	int stop;
+
+	/* The concurrent server. */
+	const struct dx_model *model;
+	void *model_state;
+	struct dx_rules rules;
+	struct dx_conn_limits limits;
+	size_t max_conns;      /* 0: no limit */
+	uint32_t per_source;   /* 0: no limit */
+	double rate, rate_tokens; /* new connections per second; 0: none */
+	int64_t rate_ms, resume_ms; /* bucket time; when to accept again */
+	int64_t drain_ms;      /* after SIGTERM, time for connections */
+	int64_t stop_deadline; /* when draining ends them */
+	int stop_signal;       /* the last signal sent to end them */
+	int reserve_fd;        /* held for shedding load at EMFILE */
+	int backlog;
+	int unix_mode;         /* chmod for unix socket files; -1: umask's */
+	struct dx_sources sources;
+	uint64_t accepted, refused[DX_REFUSE_COUNT];
+	int64_t refuse_logged_ms[DX_REFUSE_COUNT];
+	int has_stream;
+};
+
+/* Sets defaults: no listeners, INFO logging, 10 s exec timeout, budget. */
+void dx__server_init(struct dx_server *srv);
+
+/*
+ * Adds SERVICE ("echo", "exec:/bin/cat -u", ...) on ENDPOINT. GUARD turns
+ * the datagram guard on. Returns 0 or an error with WHY filled.
+ */
+int dx__server_add(struct dx_server *srv, const char *service,
+		   const char *endpoint, int guard, char *why, size_t whylen);
+
+/* Opens every listener. Returns 0 or an error with WHY filled. */
+int dx__server_open(struct dx_server *srv, char *why, size_t whylen);
+
+/* Serves until SIGTERM or SIGINT arrives on srv->sigfd. Returns 0/-errno. */
+int dx__server_run(struct dx_server *srv);
+
+/* Closes every listener, removes the unix socket files we created. */
+void dx__server_close(struct dx_server *srv);
+
+/* Logs the counters (on SIGUSR1 and at exit). */
+void dx__server_log_counters(struct dx_server *srv);
+
+void dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* concurrent.c: the connection-oriented concurrent server. */
+int dx__stream_open(struct dx_server *srv);
+/* Accepts and admits what waits on L, handing each to the model. */
+void dx__stream_accept(struct dx_server *srv, struct dx_listener *l);
+/* A model's connection from PEER ended. */
+void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
+/* Timers: the rate bucket, and the drain deadline. Returns the next one. */
+int64_t dx__stream_tick(struct dx_server *srv, int64_t now);
+/* SIGTERM: stop accepting; connections get srv->drain_ms to finish. */
+void dx__stream_stop(struct dx_server *srv);
+/* Reaps every exited child (SIGCHLD) and tells the model. */
+void dx__stream_reap(struct dx_server *srv);
+void dx__stream_free(struct dx_server *srv);
+/*
+ * Runs the exec: service for a connection (or datagram-less stream) on
+ * FD: spawns the program with FD as its standard input and output and
+ * the UCSPI environment, waits for it (killing its group at the lifetime
+ * limit), then half-closes and drains FD. Used by blocking models.
+ */
+int dx__exec_stream(const struct dx_listener *l, int fd,
+		    const struct dx_addr *peer, uint32_t connnum,
+		    const struct dx_conn_limits *lim);
+
+/* iterative.c: the connectionless iterative server. */
+int dx__iter_open(struct dx_server *srv, struct dx_listener *l);
+/* Serves the datagrams waiting on L, in arrival order, a batch at a time. */
+void dx__iter_serve(struct dx_server *srv, struct dx_listener *l);
+void dx__iter_free(struct dx_server *srv);
+
+#endif /* DX_SERVER_H */

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sources.c - live connections per source (an IPv4 address or an IPv6
+ * /64, as one host usually owns a whole /64), for --per-source: an open
+ * addressing table with backward-shift deletion, sized once at start.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <string.h>
+
+void
+dx__source_key(const struct dx_addr *peer, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (peer->u.sa.sa_family == AF_INET) {
+		memcpy(key, &peer->u.in.sin_addr, 4);
+	} else if (peer->u.sa.sa_family == AF_INET6) {
+		memcpy(key, &peer->u.in6.sin6_addr, 8);
+		key[15] = 6;
+	} else {
+		key[15] = 1; /* every unix-socket peer is one source */
+	}
+}
+
+static size_t
+home(const struct dx_sources *s, const uint8_t key[16])
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % s->cap;
+}
+
+/* The slot holding KEY, or the empty slot where it would go. */
+static struct dx_source_slot *
+lookup(const struct dx_sources *s, const uint8_t key[16])
+{
+	size_t i = home(s, key);
+
+	for (size_t n = 0; n < s->cap; n++, i = (i + 1) % s->cap) {
+		struct dx_source_slot *slot = &s->slots[i];
+		if (slot->count == 0 || memcmp(slot->key, key, 16) == 0)
+			return slot;
+	}
+	return NULL;
+}
+
+uint32_t
+dx__sources_count(const struct dx_sources *s, const uint8_t key[16])
+{
+	const struct dx_source_slot *slot = s->cap ? lookup(s, key) : NULL;
+
+	return slot ? slot->count : 0;
+}
+
+int
+dx__sources_add(struct dx_sources *s, const uint8_t key[16])
+{
+	struct dx_source_slot *slot = s->cap ? lookup(s, key) : NULL;
+
+	if (slot == NULL)
+		return -ENOMEM;
+	memcpy(slot->key, key, 16);
+	return (int)++slot->count;
+}
+
+void
+dx__sources_remove(struct dx_sources *s, const uint8_t key[16])
+{
+	struct dx_source_slot *slot = s->cap ? lookup(s, key) : NULL;
+	size_t i, j;
+
+	if (slot == NULL || slot->count == 0 || --slot->count > 0)
+		return;
+	/* Shift later members of the probe run back over the hole. */
+	i = (size_t)(slot - s->slots);
+	for (j = (i + 1) % s->cap; s->slots[j].count; j = (j + 1) % s->cap) {
+		size_t h = home(s, s->slots[j].key);
+		if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+			s->slots[i] = s->slots[j];
+			s->slots[j].count = 0;
+			i = j;
+		}
+	}
+}
