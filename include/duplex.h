@@ -56,7 +56,7 @@ enum {
 const char *dx_strerror(int err);
 
 /* ------------------------------------------------------------------------
- * Ports and the IANA service registry (port.c, registry.c)
+ * Ports and the IANA service registry (port.c, the generated table)
  * ------------------------------------------------------------------------ */
 
 enum dx_proto { DX_PROTO_TCP = 1, DX_PROTO_UDP, DX_PROTO_SCTP, DX_PROTO_DCCP };
@@ -254,14 +254,16 @@ ssize_t dx_send(int fd, const void *buf, size_t len);
 
 /*
  * Waits until FD is ready for EVENTS (POLLIN, POLLOUT) or DEADLINE passes.
- * Returns the revents (> 0), -ETIMEDOUT, or -errno.
+ * Returns the revents (> 0; POLLERR, POLLHUP and POLLNVAL included, so
+ * the next call on FD reports the error), -ETIMEDOUT, or -errno.
  */
 int dx_wait(int fd, short events, int64_t deadline);
 
 /*
  * Writes all LEN bytes, looping over short writes and waiting out EAGAIN
  * until DEADLINE. Uses send(MSG_NOSIGNAL) when SOCKET is nonzero and
- * write(2) otherwise. Returns 0, -ETIMEDOUT (some bytes may have been
+ * write(2) otherwise (a pipe with no reader then raises SIGPIPE unless
+ * the caller ignores it). Returns 0, -ETIMEDOUT (some bytes may have been
  * written: *DONE says how many when DONE is not NULL) or -errno.
  */
 int dx_write_all(int fd, const void *buf, size_t len, int socket,
@@ -282,9 +284,12 @@ ssize_t dx_read_full(int fd, void *buf, size_t len, int64_t deadline,
 ssize_t dx_read_some(int fd, void *buf, size_t len, int64_t deadline);
 
 /*
- * One recvfrom(2) that reports truncation: the datagram's real length is
- * returned even when it was larger than LEN (compare with LEN), EINTR
- * retried. FROM may be NULL. Returns the length, -EAGAIN or -errno.
+ * One recvfrom(2) on a datagram socket that reports truncation: the
+ * datagram's real length is returned even when it was larger than LEN
+ * (a result > LEN means truncated), EINTR retried. FROM may be NULL; an
+ * unnamed sender (an unbound unix socket) gives FROM->len == 0. Not for
+ * stream sockets, where MSG_TRUNC discards data. Returns the length,
+ * -EAGAIN or -errno.
  */
 ssize_t dx_recvfrom(int fd, void *buf, size_t len, struct dx_addr *from);
 /* One sendto(2) with MSG_NOSIGNAL, EINTR retried; TO may be NULL. */
@@ -360,7 +365,8 @@ int dx_connect_endpoint(const struct dx_endpoint *ep, unsigned flags,
  */
 typedef void (*dx_trace_fn)(void *ctx, const char *line);
 
-/* Installs FN (NULL turns tracing off). Process-wide. */
+/* Installs FN (NULL turns tracing off). Process-wide: call it before
+ * starting threads. */
 void dx_trace_set(dx_trace_fn fn, void *ctx);
 /* 1 when a trace function is installed. */
 int dx_trace_on(void);
