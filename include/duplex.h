@@ -45,6 +45,7 @@ enum {
 	DX_ESERVICE,   /* unknown service name for that protocol */
 	DX_EPATH,      /* unix socket path empty or too long */
 	DX_ETRUNC,     /* a datagram was truncated on receipt */
+	DX_ERULE,      /* malformed access rule */
 	DX_ELAST,
 	DX_EAI_BASE = 3000 /* + the resolver's own code, see dx_strerror() */
 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_rules.c - libFuzzer target for the access-rule grammar. Every input
- * either fails with -DX_ESYNTAX and a non-empty why-sentence, or is a rule
+ * either fails with -DX_ERULE and a non-empty why-sentence, or is a rule
  * whose log form parses back (after its verb) into the same rule and
  * formats to the same text again. An accepted rule is then checked against
  * fixed peers, where an IPv4-mapped peer must fare as its IPv4 form, and
@@ -112,7 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size] = '\0';
 	rc = dx__rules_add(rules, allow, text, why, sizeof(why));
 	if (rc < 0) {
-		if (rc != -DX_ESYNTAX || why[0] == '\0' || rules->n != 0)
+		if (rc != -DX_ERULE || why[0] == '\0' || rules->n != 0)
 			abort();
 		goto out;
 	}
