@@ -20,7 +20,7 @@ build: deps-build
 	@cmake --build $(BUILD)
 
 run: build
-	./$(BUILD)/duplex port --ranges
+	./$(BUILD)/duplex serve
 
 check: deps-test build
 	@SANITIZE=$(SANITIZE) sh scripts/check.sh $(BUILD)

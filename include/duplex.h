@@ -103,14 +103,14 @@ struct dx_service_entry {
  * returns how many rows match in all (which may exceed MAX).
  */
 size_t dx_registry_by_port(uint16_t port, enum dx_proto proto,
-			   const struct dx_service_entry **out, size_t max);
+                           const struct dx_service_entry **out, size_t max);
 
 /*
  * Registry rows named NAME (case-insensitive) for PROTO (0 = every
  * protocol); same storage contract as dx_registry_by_port().
  */
 size_t dx_registry_by_name(const char *name, enum dx_proto proto,
-			   const struct dx_service_entry **out, size_t max);
+                           const struct dx_service_entry **out, size_t max);
 
 /* Number of rows in the built-in registry. */
 size_t dx_registry_size(void);
@@ -172,7 +172,12 @@ void dx_addr_unmap(struct dx_addr *addr);
 /* 1 when two addresses are the same family, address and port. */
 int dx_addr_equal(const struct dx_addr *a, const struct dx_addr *b);
 
-enum dx_scheme { DX_SCHEME_TCP = 1, DX_SCHEME_UDP, DX_SCHEME_UNIX, DX_SCHEME_UNIXGRAM };
+enum dx_scheme {
+	DX_SCHEME_TCP = 1,
+	DX_SCHEME_UDP,
+	DX_SCHEME_UNIX,
+	DX_SCHEME_UNIXGRAM
+};
 
 /* The scheme's SOCK_STREAM or SOCK_DGRAM. */
 int dx_scheme_socktype(enum dx_scheme scheme);
@@ -203,7 +208,7 @@ struct dx_endpoint {
  * naming the offending part (e.g. "port 65536 is out of range 0-65535").
  */
 int dx_endpoint_parse(struct dx_endpoint *ep, const char *text, char *why,
-		      size_t whylen);
+                      size_t whylen);
 
 /*
  * Formats EP canonically (numeric port, IPv6 in brackets); parsing the
@@ -223,7 +228,7 @@ int dx_endpoint_format(const struct dx_endpoint *ep, char *buf, size_t len);
  * -(DX_EAI_BASE + n) from the resolver, or -errno.
  */
 int dx_endpoint_resolve(const struct dx_endpoint *ep, unsigned flags,
-			struct dx_addr *out, size_t max);
+                        struct dx_addr *out, size_t max);
 
 /* ------------------------------------------------------------------------
  * Time and the I/O layer (io.c)
@@ -268,7 +273,7 @@ int dx_wait(int fd, short events, int64_t deadline);
  * written: *DONE says how many when DONE is not NULL) or -errno.
  */
 int dx_write_all(int fd, const void *buf, size_t len, int socket,
-		 int64_t deadline, size_t *done);
+                 int64_t deadline, size_t *done);
 
 /*
  * Reads until LEN bytes have arrived, end of file, or DEADLINE. Returns
@@ -276,7 +281,7 @@ int dx_write_all(int fd, const void *buf, size_t len, int socket,
  * arrived) or -errno.
  */
 ssize_t dx_read_full(int fd, void *buf, size_t len, int64_t deadline,
-		     size_t *done);
+                     size_t *done);
 
 /*
  * Reads what is there, waiting until at least one byte, end of file or
@@ -295,16 +300,16 @@ ssize_t dx_read_some(int fd, void *buf, size_t len, int64_t deadline);
 ssize_t dx_recvfrom(int fd, void *buf, size_t len, struct dx_addr *from);
 /* One sendto(2) with MSG_NOSIGNAL, EINTR retried; TO may be NULL. */
 ssize_t dx_sendto(int fd, const void *buf, size_t len,
-		  const struct dx_addr *to);
+                  const struct dx_addr *to);
 
 /* ------------------------------------------------------------------------
  * The socket layer (sock.c): the seed's socket interface
  * ------------------------------------------------------------------------ */
 
 /* Flags for dx_socket() and the helpers built on it. */
-#define DX_SOCK_BLOCKING 0x1u /* omit SOCK_NONBLOCK */
-#define DX_SOCK_INHERIT 0x2u  /* omit SOCK_CLOEXEC */
-#define DX_SOCK_V6ONLY 0x4u   /* IPV6_V6ONLY on; default follows the address */
+#define DX_SOCK_BLOCKING  0x1u /* omit SOCK_NONBLOCK */
+#define DX_SOCK_INHERIT   0x2u /* omit SOCK_CLOEXEC */
+#define DX_SOCK_V6ONLY    0x4u /* IPV6_V6ONLY on; default follows the address */
 #define DX_SOCK_REUSEPORT 0x8u
 
 /*
@@ -343,7 +348,7 @@ int dx_close(int fd);
  * an error; WHY as for dx_endpoint_parse().
  */
 int dx_listen_endpoint(const struct dx_endpoint *ep, unsigned flags,
-		       int backlog, char *why, size_t whylen);
+                       int backlog, char *why, size_t whylen);
 
 /*
  * Opens a client socket connected to EP, trying each resolved address in
@@ -353,7 +358,7 @@ int dx_listen_endpoint(const struct dx_endpoint *ep, unsigned flags,
  * descriptor or the last error.
  */
 int dx_connect_endpoint(const struct dx_endpoint *ep, unsigned flags,
-			int64_t deadline);
+                        int64_t deadline);
 
 /* ------------------------------------------------------------------------
  * Trace (trace.c): one line per socket call, for --trace

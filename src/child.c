@@ -40,8 +40,8 @@ setup_attr(posix_spawnattr_t *attr, int newgroup)
 	sigfillset(&all);
 	sigemptyset(&none);
 	err = posix_spawnattr_setflags(
-		attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-			      (newgroup ? POSIX_SPAWN_SETPGROUP : 0));
+	        attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+	                      (newgroup ? POSIX_SPAWN_SETPGROUP : 0));
 	if (err == 0)
 		err = posix_spawnattr_setsigdefault(attr, &all);
 	if (err == 0)
@@ -53,7 +53,7 @@ setup_attr(posix_spawnattr_t *attr, int newgroup)
 
 int
 dx__spawn(char *const argv[], char *const envp[], const int fds[3],
-	  int newgroup, pid_t *pid)
+          int newgroup, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;

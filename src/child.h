@@ -30,7 +30,7 @@ extern const char dx__spawn_path[];
  * "UDP", "UNIX" or "UNIXGRAM". Returns 0 or -E2BIG.
  */
 int dx__env_ucspi(struct dx_env *env, const char *proto,
-		  const struct dx_addr *local, const struct dx_addr *remote);
+                  const struct dx_addr *local, const struct dx_addr *remote);
 /* Adds NAME=VALUE to ENV. Returns 0 or -E2BIG. */
 int dx__env_add(struct dx_env *env, const char *name, const char *value);
 
@@ -43,7 +43,7 @@ int dx__env_add(struct dx_env *env, const char *name, const char *value);
  * not be started).
  */
 int dx__spawn(char *const argv[], char *const envp[], const int fds[3],
-	      int newgroup, pid_t *pid);
+              int newgroup, pid_t *pid);
 
 /*
  * Adds UNIXREMOTEEUID, UNIXREMOTEEGID and UNIXREMOTEPID from the unix
@@ -55,4 +55,3 @@ int dx__env_add_peercred(struct dx_env *env, int fd);
 int dx__pidfd_open(pid_t pid);
 
 #endif /* DX_CHILD_H */
-

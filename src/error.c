@@ -26,9 +26,9 @@ static const char *const own_errors[] = {
 
 /* The resolver codes glibc defines, in the order we number them. */
 static const int eai_codes[] = {
-	EAI_BADFLAGS, EAI_NONAME, EAI_AGAIN,   EAI_FAIL,    EAI_FAMILY,
-	EAI_SOCKTYPE, EAI_SERVICE, EAI_MEMORY, EAI_OVERFLOW, EAI_NODATA,
-	EAI_ADDRFAMILY,
+        EAI_BADFLAGS, EAI_NONAME,   EAI_AGAIN,      EAI_FAIL,
+        EAI_FAMILY,   EAI_SOCKTYPE, EAI_SERVICE,    EAI_MEMORY,
+        EAI_OVERFLOW, EAI_NODATA,   EAI_ADDRFAMILY,
 };
 
 int

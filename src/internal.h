@@ -34,19 +34,20 @@ struct dx_sysops {
 	ssize_t (*write)(int fd, const void *buf, size_t len);
 	ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
 	ssize_t (*recvfrom)(int fd, void *buf, size_t len, int flags,
-			    struct sockaddr *from, socklen_t *fromlen);
+	                    struct sockaddr *from, socklen_t *fromlen);
 	ssize_t (*sendto)(int fd, const void *buf, size_t len, int flags,
-			  const struct sockaddr *to, socklen_t tolen);
+	                  const struct sockaddr *to, socklen_t tolen);
 	ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
 	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
 	int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
-	int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+	int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len,
+	               int flags);
 	int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
 	int (*recvmmsg)(int fd, struct mmsghdr *v, unsigned n, int flags,
-			struct timespec *timeout);
+	                struct timespec *timeout);
 	int (*sendmmsg)(int fd, struct mmsghdr *v, unsigned n, int flags);
 	int (*epoll_wait)(int epfd, struct epoll_event *evs, int max,
-			  int timeout);
+	                  int timeout);
 };
 
 extern struct dx_sysops dx__sys;
@@ -62,7 +63,7 @@ extern struct dx_sysops dx__sys;
 int dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n);
 int dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n);
 int dx__epoll_wait(int epfd, struct epoll_event *evs, int max,
-		   int64_t deadline);
+                   int64_t deadline);
 void dx__sys_reset(void);
 
 /* -errno of the current errno, never 0 (a failing call always sets it). */
@@ -73,6 +74,6 @@ int dx__eai_error(int eai);
 
 /* Writes a "why" sentence when the caller gave a buffer; returns ERR. */
 int dx__why(char *why, size_t whylen, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 #endif /* DX_INTERNAL_H */

@@ -53,7 +53,7 @@ long long cli_parse_duration(const char *text);
 
 /* Strict parse of a count in [LO, HI]; returns 0 or -1 for bad text. */
 int cli_parse_count(const char *text, long long lo, long long hi,
-		    long long *out);
+                    long long *out);
 
 /* The subcommands (one file each under src/cli/). */
 int cmd_port(int argc, char **argv);

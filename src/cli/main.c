@@ -11,9 +11,10 @@
 #include <string.h>
 
 static const struct cli_command commands[] = {
-	{"serve", cmd_serve, "serve services on endpoints"},
-	{"send", cmd_send, "send a datagram and print the reply"},
-	{"port", cmd_port, "port numbers, IANA ranges and the service registry"},
+        {"serve", cmd_serve, "serve services on endpoints"},
+        {"send", cmd_send, "send a datagram and print the reply"},
+        {"port", cmd_port,
+         "port numbers, IANA ranges and the service registry"},
 };
 
 static void
@@ -22,9 +23,9 @@ print_usage(FILE *out)
 	fprintf(out, "usage: duplex COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name,
-			commands[i].summary);
+		        commands[i].summary);
 	fprintf(out, "\n'duplex COMMAND --help' describes one command; "
-		     "man duplex describes them all.\n");
+	             "man duplex describes them all.\n");
 }
 
 static const struct cli_command *
@@ -62,7 +63,7 @@ main(int argc, char **argv)
 	cmd = find_command(argv[1]);
 	if (cmd == NULL) {
 		cli_error("unknown command '%s' (see 'duplex --help')",
-			  argv[1]);
+		          argv[1]);
 		return DX_EXIT_USAGE;
 	}
 	return cmd->run(argc - 1, argv + 1);

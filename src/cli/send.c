@@ -18,23 +18,23 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: duplex send [OPTIONS] ENDPOINT [DATA]\n"
-	"\n"
-	"Sends DATA (or standard input) as one datagram to a udp:// or\n"
-	"unixgram:// ENDPOINT and prints the reply.\n"
-	"\n"
-	"options:\n"
-	"  -t, --timeout DURATION   wait per attempt (default 1s)\n"
-	"  -r, --retries N          resends after a timeout, each waiting\n"
-	"                           twice as long (default 2)\n"
-	"  -c, --count N            send N probes and print a summary\n"
-	"  -i, --interval DURATION  time between probes (default 1s)\n"
-	"  -x, --hex                print replies as a hex dump\n"
-	"      --trace              print every socket call on stderr\n"
-	"  -h, --help               this text\n"
-	"\n"
-	"exit status: 0 every probe answered, 2 bad input, 3 no reply before\n"
-	"the timeout, 4 refused (ICMP port unreachable), 1 other failure\n";
+        "usage: duplex send [OPTIONS] ENDPOINT [DATA]\n"
+        "\n"
+        "Sends DATA (or standard input) as one datagram to a udp:// or\n"
+        "unixgram:// ENDPOINT and prints the reply.\n"
+        "\n"
+        "options:\n"
+        "  -t, --timeout DURATION   wait per attempt (default 1s)\n"
+        "  -r, --retries N          resends after a timeout, each waiting\n"
+        "                           twice as long (default 2)\n"
+        "  -c, --count N            send N probes and print a summary\n"
+        "  -i, --interval DURATION  time between probes (default 1s)\n"
+        "  -x, --hex                print replies as a hex dump\n"
+        "      --trace              print every socket call on stderr\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "exit status: 0 every probe answered, 2 bad input, 3 no reply before\n"
+        "the timeout, 4 refused (ICMP port unreachable), 1 other failure\n";
 
 struct send_opts {
 	long long timeout_ms, interval_ms, retries, count;
@@ -93,7 +93,7 @@ probe(int fd, const struct send_opts *o, const void *data, size_t len,
 		if (n >= 0) {
 			clock_gettime(CLOCK_MONOTONIC, &b);
 			*rtt_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
-				  (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+			          (double)(b.tv_nsec - a.tv_nsec) / 1e6;
 			return n;
 		}
 		if (n != -ETIMEDOUT && n != -EAGAIN)
@@ -104,8 +104,8 @@ probe(int fd, const struct send_opts *o, const void *data, size_t len,
 }
 
 static void
-report(const struct send_opts *o, long long seq, ssize_t n,
-       const uint8_t *buf, double rtt)
+report(const struct send_opts *o, long long seq, ssize_t n, const uint8_t *buf,
+       double rtt)
 {
 	if (o->count == 1) {
 		if (n < 0)
@@ -128,8 +128,8 @@ static void
 summary(const struct probe_stats *st)
 {
 	double loss = st->sent ? 100.0 * (double)(st->sent - st->received) /
-					 (double)st->sent
-			       : 0;
+	                                 (double)st->sent
+	                       : 0;
 
 	printf("%lld sent, %lld received, %.1f%% loss", st->sent, st->received,
 	       loss);
@@ -189,14 +189,14 @@ run_probes(int fd, const struct send_opts *o, const void *data, size_t len)
 }
 
 static const struct option long_opts[] = {
-	{"timeout", required_argument, NULL, 't'},
-	{"retries", required_argument, NULL, 'r'},
-	{"count", required_argument, NULL, 'c'},
-	{"interval", required_argument, NULL, 'i'},
-	{"hex", no_argument, NULL, 'x'},
-	{"trace", no_argument, NULL, 'T'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+        {"timeout", required_argument, NULL, 't'},
+        {"retries", required_argument, NULL, 'r'},
+        {"count", required_argument, NULL, 'c'},
+        {"interval", required_argument, NULL, 'i'},
+        {"hex", no_argument, NULL, 'x'},
+        {"trace", no_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 /* Parses the options into O; returns -1 (error printed), 0, or 1 (help). */
@@ -207,11 +207,14 @@ parse_opts(int argc, char **argv, struct send_opts *o)
 
 	while ((c = getopt_long(argc, argv, "t:r:c:i:xh", long_opts, NULL)) !=
 	       -1) {
-		if (c == 't' && (o->timeout_ms = cli_parse_duration(optarg)) > 0)
+		if (c == 't' &&
+		    (o->timeout_ms = cli_parse_duration(optarg)) > 0)
 			continue;
-		if (c == 'i' && (o->interval_ms = cli_parse_duration(optarg)) >= 0)
+		if (c == 'i' &&
+		    (o->interval_ms = cli_parse_duration(optarg)) >= 0)
 			continue;
-		if (c == 'r' && cli_parse_count(optarg, 0, 100, &o->retries) == 0)
+		if (c == 'r' &&
+		    cli_parse_count(optarg, 0, 100, &o->retries) == 0)
 			continue;
 		if (c == 'c' &&
 		    cli_parse_count(optarg, 1, 1000000, &o->count) == 0)
@@ -247,8 +250,7 @@ read_payload(int argc, char **argv, uint8_t *buf)
 		memcpy(buf, argv[1], len);
 		return (ssize_t)len;
 	}
-	n = dx_read_full(STDIN_FILENO, buf, DX_DGRAM_MAX + 1, DX_FOREVER,
-			 NULL);
+	n = dx_read_full(STDIN_FILENO, buf, DX_DGRAM_MAX + 1, DX_FOREVER, NULL);
 	return n > DX_DGRAM_MAX ? -EMSGSIZE : n;
 }
 
@@ -274,25 +276,26 @@ cmd_send(int argc, char **argv)
 	}
 	if (dx_scheme_socktype(ep.scheme) != SOCK_DGRAM) {
 		cli_error("send: '%s' is not a datagram endpoint (udp:// or "
-			  "unixgram://); use duplex connect", argv[0]);
+		          "unixgram://); use duplex connect",
+		          argv[0]);
 		return DX_EXIT_USAGE;
 	}
 	data = malloc(DX_DGRAM_MAX + 1);
 	len = data ? read_payload(argc, argv, data) : -ENOMEM;
 	if (len < 0) {
-		cli_error("send: %s", len == -EMSGSIZE
-					      ? "data is longer than one datagram "
-						"can carry (65507 bytes)"
-					      : dx_strerror((int)len));
+		cli_error("send: %s",
+		          len == -EMSGSIZE ? "data is longer than one datagram "
+		                             "can carry (65507 bytes)"
+		                           : dx_strerror((int)len));
 		rc = len == -EMSGSIZE ? DX_EXIT_USAGE : DX_EXIT_FAIL;
 		goto out;
 	}
 	fd = dx_connect_endpoint(&ep, 0, dx_deadline_in(o.timeout_ms));
 	if (fd < 0) {
 		cli_error("send: cannot reach '%s': %s", argv[0],
-			  dx_strerror(fd));
+		          dx_strerror(fd));
 		rc = fd == -ECONNREFUSED || fd == -ENOENT ? DX_EXIT_REFUSED
-							  : DX_EXIT_FAIL;
+		                                          : DX_EXIT_FAIL;
 		goto out;
 	}
 	rc = run_probes(fd, &o, data, (size_t)len);

@@ -20,53 +20,62 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: duplex serve [OPTIONS] [SERVICE ENDPOINT...]\n"
-	"\n"
-	"Serves each SERVICE on its ENDPOINT until SIGTERM or SIGINT. A udp://\n"
-	"or unixgram:// endpoint is served by the iterative server: one\n"
-	"socket, one datagram at a time, in arrival order. A tcp:// or unix://\n"
-	"endpoint is served by the concurrent server: one unit of concurrency\n"
-	"per client, as --model says. With no SERVICE ENDPOINT pairs, serves\n"
-	"the default table: the six services on TCP and UDP on 127.0.0.1, at\n"
-	"their well-known ports when it may bind them, else at 10000 + port.\n"
-	"\n"
-	"services: echo discard chargen qotd daytime time 'exec:PROGRAM ARGS'\n"
-	"\n"
-	"concurrent server options:\n"
-	"  --model NAME              fork (default)\n"
-	"  --max-conns N             at most N connections; then stop\n"
-	"                            accepting until one ends\n"
-	"  --per-source N            at most N connections per IPv4 address\n"
-	"                            or IPv6 /64; more are refused\n"
-	"  --rate N/s                accept at most N new connections a second\n"
-	"  --idle DURATION           close after this long without traffic\n"
-	"                            (default 5m; 0 turns it off)\n"
-	"  --lifetime DURATION       close after this long in all (default off)\n"
-	"  --write-timeout DURATION  close when the peer reads nothing for this\n"
-	"                            long (default 30s)\n"
-	"  --linger DURATION         after our half-close, read the peer's rest\n"
-	"                            for at most this long (default 5s)\n"
-	"  --drain DURATION          on SIGTERM, time connections get to finish\n"
-	"                            (default 10s)\n"
-	"  --allow RULE, --deny RULE access rules, first match wins: an IPv4 or\n"
-	"                            IPv6 address or CIDR, uid:N or gid:N\n"
-	"  --user USER, --group GROUP  drop privileges after binding\n"
-	"  --mode OCTAL              permissions of unix socket files\n"
-	"  --backlog N               listen backlog (default 1024)\n"
-	"\n"
-	"datagram server options:\n"
-	"  --no-guard[=SERVICE,...]  turn the datagram reflection guard and\n"
-	"                            reply budget off (for all, or the named)\n"
-	"  --budget N/s              replies per second per source for\n"
-	"                            amplifying services (default 20/s)\n"
-	"  --budget-bytes N/s        reply bytes per second per source\n"
-	"                            (default 16384/s)\n"
-	"  --quotes FILE             qotd quotations, separated by '%' lines\n"
-	"  --exec-timeout DURATION   kill an exec: run after this (default 10s)\n"
-	"  --trace                   print every socket call on stderr\n"
-	"  -v, --verbose             log every dropped datagram\n"
-	"  -q, --quiet               log errors only\n"
-	"  -h, --help                this text\n";
+        "usage: duplex serve [OPTIONS] [SERVICE ENDPOINT...]\n"
+        "\n"
+        "Serves each SERVICE on its ENDPOINT until SIGTERM or SIGINT. A "
+        "udp://\n"
+        "or unixgram:// endpoint is served by the iterative server: one\n"
+        "socket, one datagram at a time, in arrival order. A tcp:// or "
+        "unix://\n"
+        "endpoint is served by the concurrent server: one unit of concurrency\n"
+        "per client, as --model says. With no SERVICE ENDPOINT pairs, serves\n"
+        "the default table: the six services on TCP and UDP on 127.0.0.1, at\n"
+        "their well-known ports when it may bind them, else at 10000 + port.\n"
+        "\n"
+        "services: echo discard chargen qotd daytime time 'exec:PROGRAM ARGS'\n"
+        "\n"
+        "concurrent server options:\n"
+        "  --model NAME              fork (default)\n"
+        "  --max-conns N             at most N connections; then stop\n"
+        "                            accepting until one ends\n"
+        "  --per-source N            at most N connections per IPv4 address\n"
+        "                            or IPv6 /64; more are refused\n"
+        "  --rate N/s                accept at most N new connections a "
+        "second\n"
+        "  --idle DURATION           close after this long without traffic\n"
+        "                            (default 5m; 0 turns it off)\n"
+        "  --lifetime DURATION       close after this long in all (default "
+        "off)\n"
+        "  --write-timeout DURATION  close when the peer reads nothing for "
+        "this\n"
+        "                            long (default 30s)\n"
+        "  --linger DURATION         after our half-close, read the peer's "
+        "rest\n"
+        "                            for at most this long (default 5s)\n"
+        "  --drain DURATION          on SIGTERM, time connections get to "
+        "finish\n"
+        "                            (default 10s)\n"
+        "  --allow RULE, --deny RULE access rules, first match wins: an IPv4 "
+        "or\n"
+        "                            IPv6 address or CIDR, uid:N or gid:N\n"
+        "  --user USER, --group GROUP  drop privileges after binding\n"
+        "  --mode OCTAL              permissions of unix socket files\n"
+        "  --backlog N               listen backlog (default 1024)\n"
+        "\n"
+        "datagram server options:\n"
+        "  --no-guard[=SERVICE,...]  turn the datagram reflection guard and\n"
+        "                            reply budget off (for all, or the named)\n"
+        "  --budget N/s              replies per second per source for\n"
+        "                            amplifying services (default 20/s)\n"
+        "  --budget-bytes N/s        reply bytes per second per source\n"
+        "                            (default 16384/s)\n"
+        "  --quotes FILE             qotd quotations, separated by '%' lines\n"
+        "  --exec-timeout DURATION   kill an exec: run after this (default "
+        "10s)\n"
+        "  --trace                   print every socket call on stderr\n"
+        "  -v, --verbose             log every dropped datagram\n"
+        "  -q, --quiet               log errors only\n"
+        "  -h, --help                this text\n";
 
 struct serve_opts {
 	char *no_guard; /* NULL: guard on; "": off for all; else a list */
@@ -82,10 +91,10 @@ log_line(void *ctx, int level, const char *line)
 {
 	(void)ctx;
 	fprintf(stderr, "duplex: %s%s\n",
-		level == DX_LOG_ERROR  ? "error: "
-		: level == DX_LOG_WARN ? "warning: "
-				       : "",
-		line);
+	        level == DX_LOG_ERROR  ? "error: "
+	        : level == DX_LOG_WARN ? "warning: "
+	                               : "",
+	        line);
 }
 
 /* Parses "N/s" (or a plain N) into a rate per second. */
@@ -119,38 +128,39 @@ guard_for(const struct serve_opts *o, const char *service)
 	if (*o->no_guard == '\0')
 		return 0;
 	len = strcspn(service, ":");
-	for (p = o->no_guard; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
+	for (p = o->no_guard; *p;
+	     p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
 		if (strcspn(p, ",") == len && strncmp(p, service, len) == 0)
 			return 0;
 	return 1;
 }
 
 static const struct option long_opts[] = {
-	{"no-guard", optional_argument, NULL, 'G'},
-	{"budget", required_argument, NULL, 'b'},
-	{"budget-bytes", required_argument, NULL, 'B'},
-	{"quotes", required_argument, NULL, 'Q'},
-	{"exec-timeout", required_argument, NULL, 'T'},
-	{"trace", no_argument, NULL, 't'},
-	{"model", required_argument, NULL, 'M'},
-	{"max-conns", required_argument, NULL, 'c'},
-	{"per-source", required_argument, NULL, 'p'},
-	{"rate", required_argument, NULL, 'r'},
-	{"idle", required_argument, NULL, 'I'},
-	{"lifetime", required_argument, NULL, 'L'},
-	{"write-timeout", required_argument, NULL, 'W'},
-	{"linger", required_argument, NULL, 'l'},
-	{"drain", required_argument, NULL, 'D'},
-	{"allow", required_argument, NULL, 'A'},
-	{"deny", required_argument, NULL, 'd'},
-	{"user", required_argument, NULL, 'u'},
-	{"group", required_argument, NULL, 'g'},
-	{"mode", required_argument, NULL, 'm'},
-	{"backlog", required_argument, NULL, 'k'},
-	{"verbose", no_argument, NULL, 'v'},
-	{"quiet", no_argument, NULL, 'q'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+        {"no-guard", optional_argument, NULL, 'G'},
+        {"budget", required_argument, NULL, 'b'},
+        {"budget-bytes", required_argument, NULL, 'B'},
+        {"quotes", required_argument, NULL, 'Q'},
+        {"exec-timeout", required_argument, NULL, 'T'},
+        {"trace", no_argument, NULL, 't'},
+        {"model", required_argument, NULL, 'M'},
+        {"max-conns", required_argument, NULL, 'c'},
+        {"per-source", required_argument, NULL, 'p'},
+        {"rate", required_argument, NULL, 'r'},
+        {"idle", required_argument, NULL, 'I'},
+        {"lifetime", required_argument, NULL, 'L'},
+        {"write-timeout", required_argument, NULL, 'W'},
+        {"linger", required_argument, NULL, 'l'},
+        {"drain", required_argument, NULL, 'D'},
+        {"allow", required_argument, NULL, 'A'},
+        {"deny", required_argument, NULL, 'd'},
+        {"user", required_argument, NULL, 'u'},
+        {"group", required_argument, NULL, 'g'},
+        {"mode", required_argument, NULL, 'm'},
+        {"backlog", required_argument, NULL, 'k'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 /* The duration options: where each one's value goes. */
@@ -186,15 +196,15 @@ apply_stream_option(int c, struct dx_server *srv, struct serve_opts *o)
 		if (srv->model)
 			return 0;
 		cli_error("unknown model '%s' (this build has: %s)", optarg,
-			  dx__model_names());
+		          dx__model_names());
 		return -1;
 	case 'A':
 	case 'd':
 		if (dx__rules_add(&srv->rules, c == 'A', optarg, why,
-				  sizeof(why)) == 0)
+		                  sizeof(why)) == 0)
 			return 0;
 		cli_error("bad rule for --%s: %s", c == 'A' ? "allow" : "deny",
-			  why);
+		          why);
 		return -1;
 	case 'u':
 		o->user = optarg;
@@ -229,15 +239,15 @@ apply_number(int c, struct dx_server *srv)
 			return 0;
 		}
 		cli_error("bad duration '%s' (e.g. 500ms, 10s, 2m; 0 is off)",
-			  optarg);
+		          optarg);
 		return -1;
 	}
 	if (c == 'r')
 		return parse_rate(optarg, &srv->rate) == 0
-			       ? 0
-			       : (cli_error("bad rate '%s' (expected N/s)",
-					    optarg),
-				  -1);
+		               ? 0
+		               : (cli_error("bad rate '%s' (expected N/s)",
+		                            optarg),
+		                  -1);
 	if (cli_parse_count(optarg, 1, 1000000, &n) < 0) {
 		cli_error("bad number '%s' (expected 1-1000000)", optarg);
 		return -1;
@@ -267,7 +277,7 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 	case 'b':
 	case 'B':
 		if (parse_rate(optarg, c == 'b' ? &srv->budget_dgrams
-						: &srv->budget_bytes) == 0)
+		                                : &srv->budget_bytes) == 0)
 			return 0;
 		cli_error("bad rate '%s' (expected N/s)", optarg);
 		return -1;
@@ -346,10 +356,10 @@ add_default_table(struct dx_server *srv, const struct serve_opts *o)
 			if (!may_bind(schemes[s], port))
 				port = (uint16_t)(10000 + port);
 			snprintf(ep, sizeof(ep), "%s://127.0.0.1:%u",
-				 dx_scheme_name(schemes[s]), port);
+			         dx_scheme_name(schemes[s]), port);
 			if (dx__server_add(srv, t[i]->name, ep,
-					   guard_for(o, t[i]->name), why,
-					   sizeof(why)) < 0) {
+			                   guard_for(o, t[i]->name), why,
+			                   sizeof(why)) < 0) {
 				cli_error("%s", why);
 				return -1;
 			}
@@ -361,7 +371,7 @@ add_default_table(struct dx_server *srv, const struct serve_opts *o)
 /* Adds the SERVICE ENDPOINT pairs left in ARGV after the options. */
 static int
 add_pairs(struct dx_server *srv, const struct serve_opts *o, int argc,
-	  char **argv)
+          char **argv)
 {
 	char why[512];
 
@@ -369,13 +379,13 @@ add_pairs(struct dx_server *srv, const struct serve_opts *o, int argc,
 		return add_default_table(srv, o);
 	if (argc % 2 != 0) {
 		cli_error("serve: expected SERVICE ENDPOINT pairs "
-			  "(see 'duplex serve --help')");
+		          "(see 'duplex serve --help')");
 		return -1;
 	}
 	for (int i = 0; i < argc; i += 2)
 		if (dx__server_add(srv, argv[i], argv[i + 1],
-				   guard_for(o, argv[i]), why,
-				   sizeof(why)) < 0) {
+		                   guard_for(o, argv[i]), why,
+		                   sizeof(why)) < 0) {
 			cli_error("%s", why);
 			return -1;
 		}
@@ -430,7 +440,7 @@ run(struct dx_server *srv, const struct serve_opts *o)
 	srv->sigfd = signal_fd();
 	if (srv->sigfd < 0) {
 		cli_error("serve: cannot set up signals: %s",
-			  dx_strerror(-errno));
+		          dx_strerror(-errno));
 		return DX_EXIT_FAIL;
 	}
 	err = dx__server_open(srv, why, sizeof(why));

@@ -65,7 +65,7 @@ static const struct {
 	const char *suffix;
 	double ms;
 } duration_units[] = {
-	{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000},
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000},
 };
 
 long long

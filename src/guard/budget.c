@@ -80,8 +80,7 @@ refill(double *tokens, double rate, double seconds)
 }
 
 int
-dx__budget_take(struct dx_budget *b, const struct dx_addr *peer,
-		int64_t now_ms)
+dx__budget_take(struct dx_budget *b, const struct dx_addr *peer, int64_t now_ms)
 {
 	struct dx_budget_slot *s;
 	double seconds;
@@ -101,8 +100,7 @@ dx__budget_take(struct dx_budget *b, const struct dx_addr *peer,
 }
 
 void
-dx__budget_charge(struct dx_budget *b, const struct dx_addr *peer,
-		  size_t bytes)
+dx__budget_charge(struct dx_budget *b, const struct dx_addr *peer, size_t bytes)
 {
 	if (b->byte_rate <= 0)
 		return;

@@ -47,7 +47,7 @@ void dx__guard_add_port(struct dx_guard *g, uint16_t port);
  * the dx_drop reason it must not be. Unix-domain peers always pass.
  */
 int dx__guard_check(const struct dx_guard *g, const struct dx_addr *peer,
-		    const struct dx_addr *dst);
+                    const struct dx_addr *dst);
 
 /*
  * Per-source reply budget: a token bucket per IPv4 address or IPv6 /64,
@@ -78,8 +78,8 @@ void dx__budget_init(struct dx_budget *b, double dgram_rate, double byte_rate);
  * afterwards with dx__budget_charge(), so a budget may go into debt.
  */
 int dx__budget_take(struct dx_budget *b, const struct dx_addr *peer,
-		    int64_t now_ms);
+                    int64_t now_ms);
 void dx__budget_charge(struct dx_budget *b, const struct dx_addr *peer,
-		       size_t bytes);
+                       size_t bytes);
 
 #endif /* DX_GUARD_H */

@@ -19,15 +19,15 @@
 #include <string.h>
 
 static const char *const drop_names[DX_DROP_COUNT] = {
-	[DX_DROP_SRC_PORT] = "source-port",
-	[DX_DROP_OWN_PORT] = "own-port",
-	[DX_DROP_BAD_SRC] = "bad-source",
-	[DX_DROP_BAD_DST] = "broadcast-destination",
-	[DX_DROP_BUDGET] = "over-budget",
-	[DX_DROP_TRUNCATED] = "truncated",
-	[DX_DROP_NO_ADDRESS] = "no-reply-address",
-	[DX_DROP_FAILED] = "service-failed",
-	[DX_DROP_SEND] = "send-failed",
+        [DX_DROP_SRC_PORT] = "source-port",
+        [DX_DROP_OWN_PORT] = "own-port",
+        [DX_DROP_BAD_SRC] = "bad-source",
+        [DX_DROP_BAD_DST] = "broadcast-destination",
+        [DX_DROP_BUDGET] = "over-budget",
+        [DX_DROP_TRUNCATED] = "truncated",
+        [DX_DROP_NO_ADDRESS] = "no-reply-address",
+        [DX_DROP_FAILED] = "service-failed",
+        [DX_DROP_SEND] = "send-failed",
 };
 
 const char *
@@ -50,7 +50,7 @@ dx__guard_load_broadcast(struct dx_guard *g)
 		    g->n_bcast == DX_ARRAY_LEN(g->bcast))
 			continue;
 		g->bcast[g->n_bcast++] =
-			((const struct sockaddr_in *)(const void *)b)->sin_addr;
+		        ((const struct sockaddr_in *)(const void *)b)->sin_addr;
 	}
 	freeifaddrs(list);
 	return 0;
@@ -100,7 +100,7 @@ static int
 fallback_port(uint16_t port)
 {
 	static const uint16_t ports[] = {10007, 10009, 10013,
-					 10017, 10019, 10037};
+	                                 10017, 10019, 10037};
 
 	for (size_t i = 0; i < DX_ARRAY_LEN(ports); i++)
 		if (ports[i] == port)
@@ -110,7 +110,7 @@ fallback_port(uint16_t port)
 
 int
 dx__guard_check(const struct dx_guard *g, const struct dx_addr *peer,
-		const struct dx_addr *dst)
+                const struct dx_addr *dst)
 {
 	uint16_t port;
 

@@ -25,9 +25,13 @@
 #define ACCEPT_BURST 32
 
 extern const struct dx_model dx__model_fork;
+extern const struct dx_model dx__model_epoll;
+extern const struct dx_model dx__model_thread;
 
 static const struct dx_model *const models[] = {
-	&dx__model_fork,
+        &dx__model_fork,
+        &dx__model_thread,
+        &dx__model_epoll,
 };
 
 const struct dx_model *
@@ -42,16 +46,16 @@ dx__model_find(const char *name)
 const char *
 dx__model_names(void)
 {
-	return "fork";
+	return "fork thread epoll";
 }
 
 static const char *const refuse_names[DX_REFUSE_COUNT] = {
-	[DX_REFUSE_DENIED] = "denied",
-	[DX_REFUSE_PER_SOURCE] = "per-source-limit",
-	[DX_REFUSE_FDS] = "out-of-descriptors",
-	[DX_REFUSE_FORK] = "cannot-start",
-	[DX_DEFER_MAX_CONNS] = "max-conns-deferred",
-	[DX_DEFER_RATE] = "rate-deferred",
+        [DX_REFUSE_DENIED] = "denied",
+        [DX_REFUSE_PER_SOURCE] = "per-source-limit",
+        [DX_REFUSE_FDS] = "out-of-descriptors",
+        [DX_REFUSE_FORK] = "cannot-start",
+        [DX_DEFER_MAX_CONNS] = "max-conns-deferred",
+        [DX_DEFER_RATE] = "rate-deferred",
 };
 
 const char *
@@ -105,7 +109,7 @@ refuse(struct dx_server *srv, enum dx_refuse why, const struct dx_addr *peer)
 	if (peer != NULL)
 		dx_addr_format(peer, who, sizeof(who));
 	dx__log(srv, DX_LOG_INFO, "%s%s%s (%llu so far)", dx__refuse_name(why),
-		peer ? ": " : "", who, (unsigned long long)srv->refused[why]);
+	        peer ? ": " : "", who, (unsigned long long)srv->refused[why]);
 }
 
 /* Stops or restarts watching the stream listeners. */
@@ -115,7 +119,7 @@ set_paused(struct dx_server *srv, int paused)
 	for (size_t i = 0; i < srv->nls; i++) {
 		struct dx_listener *l = &srv->ls[i];
 		struct epoll_event ev = {.events = paused ? 0 : EPOLLIN,
-					 .data.u64 = i};
+		                         .data.u64 = i};
 
 		if (l->fd < 0 || l->paused == paused ||
 		    dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
@@ -253,20 +257,21 @@ dx__stream_released(struct dx_server *srv, const uint8_t key[16])
 int64_t
 dx__stream_tick(struct dx_server *srv, int64_t now)
 {
-	int64_t next = DX_FOREVER;
+	int64_t next =
+	        srv->model->tick ? srv->model->tick(srv, now) : DX_FOREVER;
 
 	if (srv->resume_ms && now >= srv->resume_ms) {
 		srv->resume_ms = 0;
 		maybe_resume(srv);
 	}
-	if (srv->resume_ms)
+	if (srv->resume_ms && srv->resume_ms < next)
 		next = srv->resume_ms;
 	if (srv->stop && srv->stop_deadline && now >= srv->stop_deadline) {
 		/* First ask (SIGTERM), a second later insist (SIGKILL). */
 		int sig = srv->stop_signal ? SIGKILL : SIGTERM;
 		dx__log(srv, DX_LOG_WARN, "drain time over: %s %zu connections",
-			sig == SIGTERM ? "ending" : "killing",
-			srv->model->active(srv));
+		        sig == SIGTERM ? "ending" : "killing",
+		        srv->model->active(srv));
 		srv->model->terminate(srv, sig);
 		srv->stop_signal = sig;
 		srv->stop_deadline = sig == SIGTERM ? now + 1000 : 0;
@@ -283,7 +288,7 @@ dx__stream_stop(struct dx_server *srv)
 	if (srv->model->active(srv) == 0)
 		return;
 	dx__log(srv, DX_LOG_INFO, "waiting up to %lld ms for %zu connections",
-		(long long)srv->drain_ms, srv->model->active(srv));
+	        (long long)srv->drain_ms, srv->model->active(srv));
 	srv->stop_deadline = dx_now_ms() + srv->drain_ms;
 }
 
@@ -293,6 +298,9 @@ dx__stream_reap(struct dx_server *srv)
 	int status;
 	pid_t pid;
 
+	/* Models that reap their own children (through pidfds) opt out. */
+	if (srv->model == NULL || srv->model->child_exited == NULL)
+		return;
 	/* One SIGCHLD may stand for many exits: reap until none is left. */
 	for (;;) {
 		pid = waitpid(-1, &status, WNOHANG);
@@ -300,7 +308,6 @@ dx__stream_reap(struct dx_server *srv)
 			continue;
 		if (pid <= 0)
 			return;
-		if (srv->model && srv->model->child_exited)
-			srv->model->child_exited(srv, pid, status);
+		srv->model->child_exited(srv, pid, status);
 	}
 }

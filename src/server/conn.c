@@ -15,10 +15,14 @@
 #include <unistd.h>
 
 static const char *const end_names[DX_END_COUNT] = {
-	[DX_END_NONE] = "open",       [DX_END_DONE] = "done",
-	[DX_END_PEER] = "peer-closed", [DX_END_IDLE] = "idle-timeout",
-	[DX_END_LIFETIME] = "lifetime", [DX_END_WRITE_STALL] = "write-timeout",
-	[DX_END_LINGER] = "linger-timeout", [DX_END_ERROR] = "error",
+        [DX_END_NONE] = "open",
+        [DX_END_DONE] = "done",
+        [DX_END_PEER] = "peer-closed",
+        [DX_END_IDLE] = "idle-timeout",
+        [DX_END_LIFETIME] = "lifetime",
+        [DX_END_WRITE_STALL] = "write-timeout",
+        [DX_END_LINGER] = "linger-timeout",
+        [DX_END_ERROR] = "error",
 };
 
 const char *
@@ -111,7 +115,7 @@ dx_conn_write(struct dx_conn *c, const void *data, size_t len)
 
 void
 dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
-	      struct dx_bufpool *pool, int64_t now)
+              struct dx_bufpool *pool, int64_t now)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
@@ -167,7 +171,8 @@ flush(struct dx_conn *c, int64_t now)
 	ssize_t n;
 
 	while (pending(c)) {
-		n = dx_send(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+		n = dx_send(c->fd, c->out + c->out_off,
+		            c->out_len - c->out_off);
 		if (n == -EAGAIN)
 			return DX_END_NONE;
 		if (n < 0)
@@ -242,8 +247,16 @@ maybe_shutdown(struct dx_conn *c, int64_t now)
 }
 
 int
-dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch,
-	       size_t len, int64_t now)
+dx__conn_end_output(struct dx_conn *c, int64_t now)
+{
+	c->flags |= DX_CONN_DONE;
+	c->flags &= ~DX_CONN_WANT_WRITE;
+	return maybe_shutdown(c, now);
+}
+
+int
+dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch, size_t len,
+               int64_t now)
 {
 	int end = DX_END_NONE;
 
@@ -279,7 +292,7 @@ dx__conn_deadline(const struct dx_conn *c, const struct dx_conn_limits *lim)
 
 int
 dx__conn_expired(const struct dx_conn *c, const struct dx_conn_limits *lim,
-		 int64_t now)
+                 int64_t now)
 {
 	if ((c->flags & DX_CONN_SHUT_WR) && lim->linger_ms > 0 &&
 	    now >= c->drain_ms + lim->linger_ms)
@@ -307,7 +320,7 @@ dx__conn_finish(struct dx_conn *c)
 
 int
 dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
-	     uint8_t *scratch, size_t len)
+             uint8_t *scratch, size_t len)
 {
 	int end = dx__conn_open(c, dx_now_ms()), rc;
 
@@ -315,14 +328,14 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
 		end = maybe_shutdown(c, dx_now_ms());
 	while (end == DX_END_NONE) {
 		rc = dx_wait(c->fd, dx__conn_events(c),
-			     dx__conn_deadline(c, lim));
+		             dx__conn_deadline(c, lim));
 		if (rc == -ETIMEDOUT)
 			end = dx__conn_expired(c, lim, dx_now_ms());
 		else if (rc < 0)
 			end = DX_END_ERROR;
 		else
 			end = dx__conn_ready(c, (short)rc, scratch, len,
-					     dx_now_ms());
+			                     dx_now_ms());
 	}
 	dx__conn_finish(c);
 	return end;
@@ -345,5 +358,5 @@ dx__linger_close(int fd, int64_t linger_ms)
 	}
 	dx_close(fd);
 	return n == 0 ? DX_END_DONE
-		      : (n == -ETIMEDOUT ? DX_END_LINGER : DX_END_PEER);
+	              : (n == -ETIMEDOUT ? DX_END_LINGER : DX_END_PEER);
 }

@@ -49,8 +49,9 @@ void dx__pool_put(struct dx_bufpool *pool, uint8_t *buf);
 void dx__pool_drain(struct dx_bufpool *pool);
 
 /* Readies C for the connected socket FD (non-blocking). */
-void dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
-		   struct dx_bufpool *pool, int64_t now);
+void dx__conn_init(struct dx_conn *c, int fd,
+                   const struct dx_service_conf *conf, struct dx_bufpool *pool,
+                   int64_t now);
 /* Runs the service's open(). Returns DX_END_NONE or why it ended. */
 int dx__conn_open(struct dx_conn *c, int64_t now);
 /* The poll events C waits for (POLLIN, POLLOUT). */
@@ -61,18 +62,24 @@ short dx__conn_events(const struct dx_conn *c);
  * connection ended.
  */
 int dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch,
-		   size_t len, int64_t now);
+                   size_t len, int64_t now);
+/*
+ * Declares C's output complete (an exec program exited): once queued
+ * output is sent it half-closes and drains. Returns DX_END_NONE or why
+ * the connection ended.
+ */
+int dx__conn_end_output(struct dx_conn *c, int64_t now);
 /* The earliest time one of LIM's limits ends C; DX_FOREVER if none. */
 int64_t dx__conn_deadline(const struct dx_conn *c,
-			  const struct dx_conn_limits *lim);
+                          const struct dx_conn_limits *lim);
 /* Which limit has passed at NOW, or DX_END_NONE. */
 int dx__conn_expired(const struct dx_conn *c, const struct dx_conn_limits *lim,
-		     int64_t now);
+                     int64_t now);
 /* Closes the socket and returns the buffer to its pool. */
 void dx__conn_finish(struct dx_conn *c);
 /* The blocking loop: serves C to its end. Returns why it ended. */
 int dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
-		 uint8_t *scratch, size_t len);
+                 uint8_t *scratch, size_t len);
 
 /*
  * Ends a connection whose output is complete without losing it: half-

@@ -5,22 +5,24 @@
  * environment and nothing else; this process keeps its own reference to
  * the socket, so that when the program exits the connection is not torn
  * down with unread input (a reset that can destroy the program's last
- * output) but half-closed and drained. The program stays in the caller's
- * process group, which the model kills as a whole when the unit ends.
+ * output) but half-closed and drained. The program either stays in the
+ * caller's process group (a process per connection, which the model kills
+ * as a whole when the unit ends) or leads its own, killed here once the
+ * program exits.
  */
 #include "server/server.h"
 #include "child.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The UCSPI environment for a stream peer: TCP* or UNIX* variables. */
-static int
-stream_env(struct dx_env *env, int fd, const struct dx_addr *peer,
-	   uint32_t connnum)
+int
+dx__exec_env(struct dx_env *env, int fd, const struct dx_addr *peer,
+             uint32_t connnum)
 {
 	struct dx_addr local;
 	char num[16];
@@ -29,7 +31,7 @@ stream_env(struct dx_env *env, int fd, const struct dx_addr *peer,
 	err = dx_local_addr(fd, &local);
 	if (err == 0)
 		err = dx__env_ucspi(env, is_unix ? "UNIX" : "TCP", &local,
-				    peer);
+		                    peer);
 	if (err == 0 && !is_unix) {
 		snprintf(num, sizeof(num), "%u", connnum);
 		err = dx__env_add(env, "TCPCONNNUM", num);
@@ -55,25 +57,29 @@ wait_program(pid_t pid, int64_t deadline)
 }
 
 int
-dx__exec_stream(const struct dx_listener *l, int fd,
-		const struct dx_addr *peer, uint32_t connnum,
-		const struct dx_conn_limits *lim)
+dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
+                uint32_t connnum, const struct dx_conn_limits *lim,
+                int newgroup, _Atomic int *pidp)
 {
 	struct dx_env env;
 	pid_t pid;
 	int err, status;
 
-	err = stream_env(&env, fd, peer, connnum);
+	err = dx__exec_env(&env, fd, peer, connnum);
 	if (err == 0)
-		err = dx__spawn(l->conf.argv, env.vars, (int[3]){fd, fd, 2}, 0,
-				&pid);
+		err = dx__spawn(l->conf.argv, env.vars, (int[3]){fd, fd, 2},
+		                newgroup, &pid);
 	if (err < 0) {
 		dx_close(fd);
 		return DX_END_ERROR;
 	}
-	status = wait_program(pid, dx_deadline_in(lim->lifetime_ms > 0
-							  ? lim->lifetime_ms
-							  : -1));
+	if (pidp != NULL)
+		atomic_store(pidp, (int)pid);
+	status = wait_program(
+	        pid,
+	        dx_deadline_in(lim->lifetime_ms > 0 ? lim->lifetime_ms : -1));
+	if (newgroup)
+		kill(-pid, SIGKILL); /* what it left running in its group */
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
 	    lim->lifetime_ms > 0) {
 		dx_close(fd);
@@ -81,5 +87,5 @@ dx__exec_stream(const struct dx_listener *l, int fd,
 	}
 	err = dx__linger_close(fd, lim->linger_ms);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? err
-							     : DX_END_ERROR;
+	                                                     : DX_END_ERROR;
 }

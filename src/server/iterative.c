@@ -22,7 +22,7 @@
 
 union pktinfo_buf {
 	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
-		 CMSG_SPACE(sizeof(struct in_pktinfo))];
+	         CMSG_SPACE(sizeof(struct in_pktinfo))];
 	struct cmsghdr align;
 };
 
@@ -50,11 +50,11 @@ dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 		rc = setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on));
 	else if (family == AF_INET6)
 		rc = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on,
-				sizeof(on));
+		                sizeof(on));
 	if (family == AF_INET || family == AF_INET6)
 		dx_trace("setsockopt(%d, %s, 1) = %d", l->fd,
-			 family == AF_INET ? "IP_PKTINFO" : "IPV6_RECVPKTINFO",
-			 rc);
+		         family == AF_INET ? "IP_PKTINFO" : "IPV6_RECVPKTINFO",
+		         rc);
 	return rc < 0 ? dx__neg_errno() : 0;
 }
 
@@ -75,12 +75,12 @@ prepare_receive(struct dx_iter *it)
 		it->in_iov[i] = (struct iovec){it->in_buf[i], RECV_SIZE};
 		it->peer[i].u.sa.sa_family = AF_UNSPEC;
 		*m = (struct msghdr){
-			.msg_name = &it->peer[i].u.ss,
-			.msg_namelen = sizeof(it->peer[i].u.ss),
-			.msg_iov = &it->in_iov[i],
-			.msg_iovlen = 1,
-			.msg_control = it->in_ctl[i].buf,
-			.msg_controllen = sizeof(it->in_ctl[i].buf),
+		        .msg_name = &it->peer[i].u.ss,
+		        .msg_namelen = sizeof(it->peer[i].u.ss),
+		        .msg_iov = &it->in_iov[i],
+		        .msg_iovlen = 1,
+		        .msg_control = it->in_ctl[i].buf,
+		        .msg_controllen = sizeof(it->in_ctl[i].buf),
 		};
 	}
 }
@@ -91,7 +91,7 @@ prepare_receive(struct dx_iter *it)
  */
 static void
 arrival_address(const struct dx_listener *l, struct msghdr *m,
-		struct dx_addr *local)
+                struct dx_addr *local)
 {
 	struct cmsghdr *c;
 
@@ -102,7 +102,7 @@ arrival_address(const struct dx_listener *l, struct msghdr *m,
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
 			local->u.in.sin_addr = pi.ipi_addr;
 		} else if (c->cmsg_level == IPPROTO_IPV6 &&
-			   c->cmsg_type == IPV6_PKTINFO) {
+		           c->cmsg_type == IPV6_PKTINFO) {
 			struct in6_pktinfo pi;
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
 			local->u.in6.sin6_addr = pi.ipi6_addr;
@@ -116,7 +116,7 @@ static size_t
 reply_source(const struct dx_addr *local, union pktinfo_buf *ctl)
 {
 	struct msghdr m = {.msg_control = ctl->buf,
-			   .msg_controllen = sizeof(ctl->buf)};
+	                   .msg_controllen = sizeof(ctl->buf)};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
 
 	memset(ctl->buf, 0, sizeof(ctl->buf));
@@ -153,7 +153,7 @@ drop(struct dx_server *srv, const struct dx_listener *l,
 	if (srv->verbosity >= DX_LOG_DEBUG) {
 		dx_addr_format(peer, who, sizeof(who));
 		dx__log(srv, DX_LOG_DEBUG, "%s: no reply to %s: %s", l->name,
-			who, dx__drop_name(reason));
+		        who, dx__drop_name(reason));
 	}
 }
 
@@ -199,12 +199,12 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	if (l->guard && !admit(srv, l, peer, &local))
 		return 0;
 	req = (struct dx_dgram_req){
-		.data = it->in_buf[i],
-		.len = it->in[i].msg_len,
-		.peer = peer,
-		.local = &local,
-		.conf = &l->conf,
-		.reply = it->out_buf[nout],
+	        .data = it->in_buf[i],
+	        .len = it->in[i].msg_len,
+	        .peer = peer,
+	        .local = &local,
+	        .conf = &l->conf,
+	        .reply = it->out_buf[nout],
 	};
 	n = l->conf.svc->dgram(&req);
 	l->served++;
@@ -218,12 +218,12 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 		dx__budget_charge(srv->budget, peer, (size_t)n);
 	it->out_iov[nout] = (struct iovec){it->out_buf[nout], (size_t)n};
 	it->out[nout].msg_hdr = (struct msghdr){
-		.msg_name = &peer->u.ss,
-		.msg_namelen = peer->len,
-		.msg_iov = &it->out_iov[nout],
-		.msg_iovlen = 1,
-		.msg_control = it->out_ctl[nout].buf,
-		.msg_controllen = reply_source(&local, &it->out_ctl[nout]),
+	        .msg_name = &peer->u.ss,
+	        .msg_namelen = peer->len,
+	        .msg_iov = &it->out_iov[nout],
+	        .msg_iovlen = 1,
+	        .msg_control = it->out_ctl[nout].buf,
+	        .msg_controllen = reply_source(&local, &it->out_ctl[nout]),
 	};
 	if (it->out[nout].msg_hdr.msg_controllen == 0)
 		it->out[nout].msg_hdr.msg_control = NULL;
@@ -238,16 +238,17 @@ send_replies(struct dx_server *srv, struct dx_listener *l, int n)
 
 	while (done < n) {
 		rc = dx__sendmmsg(l->fd, srv->iter->out + done,
-				  (unsigned)(n - done));
+		                  (unsigned)(n - done));
 		if (rc > 0) {
 			done += rc;
 			continue;
 		}
 		drop(srv, l,
-		     (const struct dx_addr *)srv->iter->out[done].msg_hdr.msg_name,
+		     (const struct dx_addr *)srv->iter->out[done]
+		             .msg_hdr.msg_name,
 		     DX_DROP_SEND);
 		dx__log(srv, DX_LOG_DEBUG, "%s: reply not sent: %s", l->name,
-			dx_strerror(rc));
+		        dx_strerror(rc));
 		done++;
 	}
 }
@@ -264,7 +265,7 @@ dx__iter_serve(struct dx_server *srv, struct dx_listener *l)
 		if (n < 0) {
 			if (n != -EAGAIN)
 				dx__log(srv, DX_LOG_WARN, "%s: receive: %s",
-					l->name, dx_strerror(n));
+				        l->name, dx_strerror(n));
 			return;
 		}
 		for (int i = 0; i < n; i++)

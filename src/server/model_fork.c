@@ -73,7 +73,7 @@ reserve_slot(struct fork_state *st)
  */
 static void __attribute__((noreturn))
 child_main(struct dx_server *srv, struct dx_listener *l, int fd,
-	   const struct dx_addr *peer, uint32_t connnum)
+           const struct dx_addr *peer, uint32_t connnum)
 {
 	static uint8_t scratch[65536];
 	struct dx_bufpool pool = {0};
@@ -93,7 +93,8 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (l->conf.svc->flags & DX_SVC_EXEC) {
-		end = dx__exec_stream(l, fd, peer, connnum, &srv->limits);
+		end = dx__exec_stream(l, fd, peer, connnum, &srv->limits, 0,
+		                      NULL);
 	} else {
 		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
 		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
@@ -103,7 +104,7 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 
 static void
 fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
-	   const struct dx_addr *peer)
+           const struct dx_addr *peer)
 {
 	struct fork_state *st = srv->model_state;
 	uint8_t key[16];
@@ -113,12 +114,12 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	pid = reserve_slot(st) == 0 ? fork() : -1;
 	if (pid == 0)
 		child_main(srv, l, fd, peer,
-			   dx__sources_count(&srv->sources, key));
+		           dx__sources_count(&srv->sources, key));
 	dx_close(fd);
 	if (pid < 0) {
 		srv->refused[DX_REFUSE_FORK]++;
 		dx__log(srv, DX_LOG_WARN, "%s: cannot fork: %s", l->name,
-			dx_strerror(-errno));
+		        dx_strerror(-errno));
 		dx__stream_released(srv, key);
 		return;
 	}
@@ -135,11 +136,11 @@ log_exit(struct dx_server *srv, pid_t pid, int status)
 {
 	if (WIFSIGNALED(status))
 		dx__log(srv, DX_LOG_INFO, "child %d killed by signal %d",
-			(int)pid, WTERMSIG(status));
+		        (int)pid, WTERMSIG(status));
 	else
 		dx__log(srv, DX_LOG_DEBUG, "child %d ended: %s", (int)pid,
-			dx__conn_end_name(
-				(enum dx_conn_end)WEXITSTATUS(status)));
+		        dx__conn_end_name(
+		                (enum dx_conn_end)WEXITSTATUS(status)));
 }
 
 static void
@@ -179,11 +180,11 @@ fork_terminate(struct dx_server *srv, int sig)
 }
 
 const struct dx_model dx__model_fork = {
-	.name = "fork",
-	.start = fork_start,
-	.serve = fork_serve,
-	.child_exited = fork_child_exited,
-	.active = fork_active,
-	.terminate = fork_terminate,
-	.free = fork_free,
+        .name = "fork",
+        .start = fork_start,
+        .serve = fork_serve,
+        .child_exited = fork_child_exited,
+        .active = fork_active,
+        .terminate = fork_terminate,
+        .free = fork_free,
 };

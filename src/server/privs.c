@@ -39,18 +39,18 @@ resolve_user(struct dx_privs *p, const char *user, char *why, size_t wl)
 	char buf[4096];
 	long long id = numeric_id(user);
 	int rc = id >= 0 ? getpwuid_r((uid_t)id, &pw, buf, sizeof(buf), &res)
-			 : getpwnam_r(user, &pw, buf, sizeof(buf), &res);
+	                 : getpwnam_r(user, &pw, buf, sizeof(buf), &res);
 
 	if (res == NULL && id < 0)
-		return dx__why(why, wl, rc ? -rc : -ENOENT,
-			       "unknown user '%s'", user);
+		return dx__why(why, wl, rc ? -rc : -ENOENT, "unknown user '%s'",
+		               user);
 	p->uid = res ? res->pw_uid : (uid_t)id;
 	if (!p->have_gid) {
 		if (res == NULL)
 			return dx__why(why, wl, -ENOENT,
-				       "user %s has no passwd entry: name a "
-				       "--group",
-				       user);
+			               "user %s has no passwd entry: name a "
+			               "--group",
+			               user);
 		p->gid = res->pw_gid;
 	}
 	snprintf(p->name, sizeof(p->name), "%s", res ? res->pw_name : user);
@@ -72,7 +72,7 @@ resolve_group(struct dx_privs *p, const char *group, char *why, size_t wl)
 		rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res);
 		if (res == NULL)
 			return dx__why(why, wl, rc ? -rc : -ENOENT,
-				       "unknown group '%s'", group);
+			               "unknown group '%s'", group);
 		p->gid = res->gr_gid;
 	}
 	p->have_gid = 1;
@@ -81,7 +81,7 @@ resolve_group(struct dx_privs *p, const char *group, char *why, size_t wl)
 
 int
 dx__privs_resolve(struct dx_privs *p, const char *user, const char *group,
-		  char *why, size_t whylen)
+                  char *why, size_t whylen)
 {
 	int err = 0;
 
@@ -118,7 +118,7 @@ dx__privs_drop(const struct dx_privs *p, char *why, size_t whylen)
 		return 0;
 	/* Supplementary groups first, while we may still change them. */
 	if (p->have_uid ? initgroups(p->name, p->gid) < 0
-			: setgroups(0, NULL) < 0)
+	                : setgroups(0, NULL) < 0)
 		err = dx__neg_errno();
 	if (err == 0 && setresgid(p->gid, p->gid, p->gid) < 0)
 		err = dx__neg_errno();
@@ -130,8 +130,8 @@ dx__privs_drop(const struct dx_privs *p, char *why, size_t whylen)
 		err = dx__neg_errno();
 	if (err < 0)
 		return dx__why(why, whylen, err,
-			       "cannot drop privileges to %s:%u: %s",
-			       p->have_uid ? p->name : "(same user)",
-			       (unsigned)p->gid, dx_strerror(err));
+		               "cannot drop privileges to %s:%u: %s",
+		               p->have_uid ? p->name : "(same user)",
+		               (unsigned)p->gid, dx_strerror(err));
 	return 0;
 }

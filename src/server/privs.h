@@ -20,7 +20,7 @@ struct dx_privs {
  * naming the unknown user or group.
  */
 int dx__privs_resolve(struct dx_privs *p, const char *user, const char *group,
-		      char *why, size_t whylen);
+                      char *why, size_t whylen);
 
 /*
  * Drops to P: supplementary groups (the user's, or none), then gid, then

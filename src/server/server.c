@@ -37,9 +37,9 @@ dx__server_init(struct dx_server *srv)
 	srv->drain_ms = 10000;
 	srv->backlog = 1024;
 	srv->limits = (struct dx_conn_limits){
-		.idle_ms = 300000,
-		.write_timeout_ms = 30000,
-		.linger_ms = 5000,
+	        .idle_ms = 300000,
+	        .write_timeout_ms = 30000,
+	        .linger_ms = 5000,
 	};
 }
 
@@ -67,9 +67,9 @@ parse_exec(struct dx_listener *l, const char *spec, char *why, size_t wl)
 
 	if (*cmd != '/')
 		return dx__why(why, wl, -EINVAL,
-			       "'%s': the program must be an absolute path, "
-			       "as in exec:/bin/cat",
-			       spec);
+		               "'%s': the program must be an absolute path, "
+		               "as in exec:/bin/cat",
+		               spec);
 	copy = strdup(cmd);
 	l->conf.argv = calloc(cap + 1, sizeof(char *));
 	if (copy == NULL || l->conf.argv == NULL) {
@@ -84,7 +84,7 @@ parse_exec(struct dx_listener *l, const char *spec, char *why, size_t wl)
 	if (access(l->conf.argv[0], X_OK) < 0) {
 		int err = dx__neg_errno();
 		dx__why(why, wl, err, "'%s': cannot run %s: %s", spec,
-			l->conf.argv[0], dx_strerror(err));
+		        l->conf.argv[0], dx_strerror(err));
 		free(copy);
 		free(l->conf.argv);
 		l->conf.argv = NULL;
@@ -106,31 +106,31 @@ parse_service(struct dx_listener *l, const char *spec, char *why, size_t wl)
 	svc = dx__service_find(spec);
 	if (svc == NULL || (svc->flags & DX_SVC_EXEC))
 		return dx__why(why, wl, -ENOENT,
-			       "unknown service '%s' (expected echo, discard, "
-			       "chargen, qotd, daytime, time or exec:PROGRAM)",
-			       spec);
+		               "unknown service '%s' (expected echo, discard, "
+		               "chargen, qotd, daytime, time or exec:PROGRAM)",
+		               spec);
 	l->conf.svc = svc;
 	return 0;
 }
 
 int
-dx__server_add(struct dx_server *srv, const char *service,
-	       const char *endpoint, int guard, char *why, size_t whylen)
+dx__server_add(struct dx_server *srv, const char *service, const char *endpoint,
+               int guard, char *why, size_t whylen)
 {
 	struct dx_listener *l;
 	char reason[160];
 	int err;
 
 	if (srv->nls == DX_MAX_LISTENERS)
-		return dx__why(why, whylen, -E2BIG,
-			       "more than %d listeners", DX_MAX_LISTENERS);
+		return dx__why(why, whylen, -E2BIG, "more than %d listeners",
+		               DX_MAX_LISTENERS);
 	l = &srv->ls[srv->nls];
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
 	err = dx_endpoint_parse(&l->ep, endpoint, reason, sizeof(reason));
 	if (err < 0)
 		return dx__why(why, whylen, err, "bad endpoint '%s': %s",
-			       endpoint, reason);
+		               endpoint, reason);
 	err = parse_service(l, service, why, whylen);
 	if (err < 0)
 		return err;
@@ -173,7 +173,7 @@ stale_socket(const struct dx_endpoint *ep)
  */
 static int
 listen_unix_mode(struct dx_server *srv, struct dx_listener *l, char *why,
-		 size_t wl)
+                 size_t wl)
 {
 	mode_t old = 0;
 	int fd, restrict_mode = srv->unix_mode >= 0;
@@ -188,16 +188,16 @@ listen_unix_mode(struct dx_server *srv, struct dx_listener *l, char *why,
 
 static int
 open_listener(struct dx_server *srv, struct dx_listener *l, char *why,
-	      size_t wl)
+              size_t wl)
 {
 	int unixpath = (l->ep.scheme == DX_SCHEME_UNIX ||
-			l->ep.scheme == DX_SCHEME_UNIXGRAM) &&
-		       l->ep.path[0] != '@';
+	                l->ep.scheme == DX_SCHEME_UNIXGRAM) &&
+	               l->ep.path[0] != '@';
 	int fd = listen_unix_mode(srv, l, why, wl);
 
 	if (fd == -EADDRINUSE && unixpath && stale_socket(&l->ep)) {
 		dx__log(srv, DX_LOG_INFO, "removing stale socket file %s",
-			l->ep.path);
+		        l->ep.path);
 		unlink(l->ep.path);
 		fd = listen_unix_mode(srv, l, why, wl);
 	}
@@ -209,7 +209,7 @@ open_listener(struct dx_server *srv, struct dx_listener *l, char *why,
 		dx_close(fd);
 		unlink(l->ep.path);
 		return dx__why(why, wl, err, "cannot chmod %s: %s", l->ep.path,
-			       dx_strerror(err));
+		               dx_strerror(err));
 	}
 	l->fd = fd;
 	l->created_path = unixpath;
@@ -226,6 +226,9 @@ dx__server_open(struct dx_server *srv, char *why, size_t whylen)
 {
 	int err;
 
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->epfd < 0)
+		return dx__neg_errno();
 	srv->budget = malloc(sizeof(*srv->budget));
 	if (srv->budget == NULL)
 		return -ENOMEM;
@@ -233,7 +236,7 @@ dx__server_open(struct dx_server *srv, char *why, size_t whylen)
 	err = dx__guard_load_broadcast(&srv->guard);
 	if (err < 0)
 		dx__log(srv, DX_LOG_WARN, "cannot list broadcast addresses: %s",
-			dx_strerror(err));
+		        dx_strerror(err));
 	for (size_t i = 0; i < srv->nls; i++) {
 		err = open_listener(srv, &srv->ls[i], why, whylen);
 		if (err < 0)
@@ -243,8 +246,8 @@ dx__server_open(struct dx_server *srv, char *why, size_t whylen)
 		err = dx__stream_open(srv);
 		if (err < 0)
 			return dx__why(why, whylen, err,
-				       "cannot start the %s model: %s",
-				       srv->model->name, dx_strerror(err));
+			               "cannot start the %s model: %s",
+			               srv->model->name, dx_strerror(err));
 	}
 	return 0;
 }
@@ -260,7 +263,7 @@ handle_signals(struct dx_server *srv)
 		if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) &&
 		    !srv->stop) {
 			dx__log(srv, DX_LOG_INFO, "stopping on %s",
-				si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			        si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			srv->stop = 1;
 			if (srv->has_stream)
 				dx__stream_stop(srv);
@@ -279,17 +282,21 @@ watch(int epfd, int fd, uint64_t tag)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? dx__neg_errno()
-							   : 0;
+	                                                   : 0;
 }
 
 /* Serves whatever event TAG stands for. */
 static int
-dispatch(struct dx_server *srv, uint64_t tag)
+dispatch(struct dx_server *srv, uint64_t tag, uint32_t events)
 {
 	struct dx_listener *l;
 
 	if (tag == SIGNAL_TAG)
 		return handle_signals(srv);
+	if (tag >= DX_MODEL_TAG) {
+		srv->model->event(srv, tag, events);
+		return 0;
+	}
 	l = &srv->ls[tag];
 	if (srv->stop)
 		return 0;
@@ -304,33 +311,29 @@ dispatch(struct dx_server *srv, uint64_t tag)
 static int
 finished(const struct dx_server *srv)
 {
-	return srv->stop &&
-	       (!srv->has_stream || srv->model->active(srv) == 0);
+	return srv->stop && (!srv->has_stream || srv->model->active(srv) == 0);
 }
 
 int
 dx__server_run(struct dx_server *srv)
 {
-	struct epoll_event evs[DX_MAX_LISTENERS + 1];
+	struct epoll_event evs[256];
 	int n, err = 0;
 
-	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (srv->epfd < 0)
-		return dx__neg_errno();
 	if (srv->sigfd >= 0)
 		err = watch(srv->epfd, srv->sigfd, SIGNAL_TAG);
 	for (size_t i = 0; i < srv->nls && err == 0; i++)
 		err = watch(srv->epfd, srv->ls[i].fd, i);
 	while (err == 0 && !finished(srv)) {
 		int64_t next = srv->has_stream
-				       ? dx__stream_tick(srv, dx_now_ms())
-				       : DX_FOREVER;
+		                       ? dx__stream_tick(srv, dx_now_ms())
+		                       : DX_FOREVER;
 		n = dx__epoll_wait(srv->epfd, evs, (int)DX_ARRAY_LEN(evs),
-				   next);
+		                   next);
 		if (n < 0)
 			err = n;
 		for (int i = 0; i < n && err == 0; i++)
-			err = dispatch(srv, evs[i].data.u64);
+			err = dispatch(srv, evs[i].data.u64, evs[i].events);
 	}
 	return err;
 }
@@ -343,14 +346,15 @@ dx__server_log_counters(struct dx_server *srv)
 
 	for (size_t i = 0; i < srv->nls; i++) {
 		dx_addr_format(&srv->ls[i].bound, line, sizeof(line));
-		dx__log(srv, DX_LOG_INFO, "counters: %s on %s://%s: served %llu",
-			srv->ls[i].name, dx_scheme_name(srv->ls[i].ep.scheme),
-			line, (unsigned long long)srv->ls[i].served);
+		dx__log(srv, DX_LOG_INFO,
+		        "counters: %s on %s://%s: served %llu", srv->ls[i].name,
+		        dx_scheme_name(srv->ls[i].ep.scheme), line,
+		        (unsigned long long)srv->ls[i].served);
 	}
 	for (int r = 0; r < DX_DROP_COUNT && used < sizeof(line); r++)
 		used += (size_t)snprintf(line + used, sizeof(line) - used,
-					 " %s=%llu", dx__drop_name(r),
-					 (unsigned long long)srv->drops[r]);
+		                         " %s=%llu", dx__drop_name(r),
+		                         (unsigned long long)srv->drops[r]);
 	dx__log(srv, DX_LOG_INFO, "counters: no reply:%s", line);
 }
 

@@ -13,6 +13,8 @@
 #include "server/conn.h"
 #include "service/service.h"
 
+#include <stdatomic.h>
+
 enum dx_log_level { DX_LOG_ERROR, DX_LOG_WARN, DX_LOG_INFO, DX_LOG_DEBUG };
 
 /* Receives one log line (no newline); LEVEL is a dx_log_level. */
@@ -24,10 +26,10 @@ typedef void (*dx_log_fn)(void *ctx, int level, const char *line);
 struct dx_listener {
 	struct dx_endpoint ep;
 	struct dx_service_conf conf;
-	char name[64];       /* the service as the user wrote it, for logs */
+	char name[64]; /* the service as the user wrote it, for logs */
 	int fd;
-	int guard;           /* reflection guard and budget on */
-	int created_path;    /* we made its unix socket file: remove it */
+	int guard;        /* reflection guard and budget on */
+	int created_path; /* we made its unix socket file: remove it */
 	struct dx_addr bound;
 	uint64_t served;
 	int paused; /* not watched while limits defer accepting */
@@ -52,15 +54,27 @@ struct dx_model {
 	 * FD from here on and calls dx__stream_released() when it ends.
 	 */
 	void (*serve)(struct dx_server *srv, struct dx_listener *l, int fd,
-		      const struct dx_addr *peer);
-	/* A child process exited (process models); STATUS from waitpid. */
+	              const struct dx_addr *peer);
+	/*
+	 * A child process exited; STATUS from waitpid. Only models that
+	 * reap with waitpid(-1) (process per connection) set it; the others
+	 * reap their exec programs through pidfds.
+	 */
 	void (*child_exited)(struct dx_server *srv, pid_t pid, int status);
+	/* Event models: a descriptor the model registered with srv->epfd
+	 * (its epoll data >= DX_MODEL_TAG) is ready with EVENTS. */
+	void (*event)(struct dx_server *srv, uint64_t tag, uint32_t events);
+	/* Event models: timeouts due at NOW; returns the next deadline. */
+	int64_t (*tick)(struct dx_server *srv, int64_t now);
 	/* Connections being served now. */
 	size_t (*active)(const struct dx_server *srv);
 	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
 	void (*terminate)(struct dx_server *srv, int sig);
 	void (*free)(struct dx_server *srv);
 };
+
+/* Epoll data at or above this belongs to the model's own descriptors. */
+#define DX_MODEL_TAG (UINT64_C(1) << 32)
 
 const struct dx_model *dx__model_find(const char *name);
 /* The names of the models this build has, space-separated. */
@@ -115,16 +129,16 @@ struct dx_server {
 	void *model_state;
 	struct dx_rules rules;
 	struct dx_conn_limits limits;
-	size_t max_conns;      /* 0: no limit */
-	uint32_t per_source;   /* 0: no limit */
-	double rate, rate_tokens; /* new connections per second; 0: none */
+	size_t max_conns;           /* 0: no limit */
+	uint32_t per_source;        /* 0: no limit */
+	double rate, rate_tokens;   /* new connections per second; 0: none */
 	int64_t rate_ms, resume_ms; /* bucket time; when to accept again */
-	int64_t drain_ms;      /* after SIGTERM, time for connections */
-	int64_t stop_deadline; /* when draining ends them */
-	int stop_signal;       /* the last signal sent to end them */
-	int reserve_fd;        /* held for shedding load at EMFILE */
+	int64_t drain_ms;           /* after SIGTERM, time for connections */
+	int64_t stop_deadline;      /* when draining ends them */
+	int stop_signal;            /* the last signal sent to end them */
+	int reserve_fd;             /* held for shedding load at EMFILE */
 	int backlog;
-	int unix_mode;         /* chmod for unix socket files; -1: umask's */
+	int unix_mode; /* chmod for unix socket files; -1: umask's */
 	struct dx_sources sources;
 	uint64_t accepted, refused[DX_REFUSE_COUNT];
 	int64_t refuse_logged_ms[DX_REFUSE_COUNT];
@@ -139,7 +153,7 @@ void dx__server_init(struct dx_server *srv);
  * the datagram guard on. Returns 0 or an error with WHY filled.
  */
 int dx__server_add(struct dx_server *srv, const char *service,
-		   const char *endpoint, int guard, char *why, size_t whylen);
+                   const char *endpoint, int guard, char *why, size_t whylen);
 
 /* Opens every listener. Returns 0 or an error with WHY filled. */
 int dx__server_open(struct dx_server *srv, char *why, size_t whylen);
@@ -154,7 +168,7 @@ void dx__server_close(struct dx_server *srv);
 void dx__server_log_counters(struct dx_server *srv);
 
 void dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* concurrent.c: the connection-oriented concurrent server. */
 int dx__stream_open(struct dx_server *srv);
@@ -172,12 +186,24 @@ void dx__stream_free(struct dx_server *srv);
 /*
  * Runs the exec: service for a connection (or datagram-less stream) on
  * FD: spawns the program with FD as its standard input and output and
- * the UCSPI environment, waits for it (killing its group at the lifetime
- * limit), then half-closes and drains FD. Used by blocking models.
+ * the UCSPI environment, waits for it (killing it at the lifetime limit),
+ * then half-closes and drains FD. NEWGROUP puts it in a process group of
+ * its own, killed when it exits; *PID (if not NULL) receives its pid as
+ * soon as it runs. Used by blocking models.
  */
 int dx__exec_stream(const struct dx_listener *l, int fd,
-		    const struct dx_addr *peer, uint32_t connnum,
-		    const struct dx_conn_limits *lim);
+                    const struct dx_addr *peer, uint32_t connnum,
+                    const struct dx_conn_limits *lim, int newgroup,
+                    _Atomic int *pid);
+
+struct dx_env;
+/*
+ * The UCSPI environment of an exec program on stream connection FD from
+ * PEER: PROTO, TCP{LOCAL,REMOTE}{IP,PORT} and TCPCONNNUM, or for unix
+ * sockets UNIX{LOCAL,REMOTE}PATH and the peer's credentials.
+ */
+int dx__exec_env(struct dx_env *env, int fd, const struct dx_addr *peer,
+                 uint32_t connnum);
 
 /* iterative.c: the connectionless iterative server. */
 int dx__iter_open(struct dx_server *srv, struct dx_listener *l);

@@ -78,7 +78,8 @@ dx__sources_remove(struct dx_sources *s, const uint8_t key[16])
 	i = (size_t)(slot - s->slots);
 	for (j = (i + 1) % s->cap; s->slots[j].count; j = (j + 1) % s->cap) {
 		size_t h = home(s, s->slots[j].key);
-		if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+		if ((j > i && (h <= i || h > j)) ||
+		    (j < i && h <= i && h > j)) {
 			s->slots[i] = s->slots[j];
 			s->slots[j].count = 0;
 			i = j;

@@ -9,10 +9,10 @@
 
 #include <errno.h>
 
-#define CHARGEN_FIRST 32 /* ' ' */
-#define CHARGEN_COUNT 95 /* ' ' .. '~' */
-#define CHARGEN_WIDTH 72
-#define CHARGEN_LINE (CHARGEN_WIDTH + 2)
+#define CHARGEN_FIRST     32 /* ' ' */
+#define CHARGEN_COUNT     95 /* ' ' .. '~' */
+#define CHARGEN_WIDTH     72
+#define CHARGEN_LINE      (CHARGEN_WIDTH + 2)
 #define CHARGEN_DGRAM_MAX 512
 
 void
@@ -21,7 +21,7 @@ dx__chargen_fill(uint8_t *out, size_t len, unsigned *line, unsigned *col)
 	for (size_t i = 0; i < len; i++) {
 		if (*col < CHARGEN_WIDTH)
 			out[i] = (uint8_t)(CHARGEN_FIRST +
-					   (*line + *col) % CHARGEN_COUNT);
+			                   (*line + *col) % CHARGEN_COUNT);
 		else
 			out[i] = *col == CHARGEN_WIDTH ? '\r' : '\n';
 		if (++*col == CHARGEN_LINE) {
@@ -75,16 +75,16 @@ chargen_input(struct dx_conn *c, const uint8_t *data, size_t len)
 }
 
 static const struct dx_stream_ops chargen_stream = {
-	.open = chargen_open,
-	.input = chargen_input,
-	.writable = chargen_writable,
+        .open = chargen_open,
+        .input = chargen_input,
+        .writable = chargen_writable,
 };
 
 const struct dx_service dx__service_chargen = {
-	.name = "chargen",
-	.port = 19,
-	.flags = DX_SVC_AMPLIFIES,
-	.dgram = chargen_dgram,
-	.stream = &chargen_stream,
-	.summary = "sends lines of characters (RFC 864)",
+        .name = "chargen",
+        .port = 19,
+        .flags = DX_SVC_AMPLIFIES,
+        .dgram = chargen_dgram,
+        .stream = &chargen_stream,
+        .summary = "sends lines of characters (RFC 864)",
 };

@@ -25,7 +25,7 @@ static ssize_t
 daytime_dgram(const struct dx_dgram_req *req)
 {
 	return (ssize_t)dx__daytime_format((int64_t)time(NULL),
-					   (char *)req->reply, DX_DGRAM_MAX);
+	                                   (char *)req->reply, DX_DGRAM_MAX);
 }
 
 static int
@@ -38,15 +38,15 @@ daytime_open(struct dx_conn *c)
 }
 
 static const struct dx_stream_ops daytime_stream = {
-	.open = daytime_open,
-	.input = dx__stream_ignore,
+        .open = daytime_open,
+        .input = dx__stream_ignore,
 };
 
 const struct dx_service dx__service_daytime = {
-	.name = "daytime",
-	.port = 13,
-	.flags = DX_SVC_AMPLIFIES,
-	.dgram = daytime_dgram,
-	.stream = &daytime_stream,
-	.summary = "sends the date and time as text (RFC 867)",
+        .name = "daytime",
+        .port = 13,
+        .flags = DX_SVC_AMPLIFIES,
+        .dgram = daytime_dgram,
+        .stream = &daytime_stream,
+        .summary = "sends the date and time as text (RFC 867)",
 };

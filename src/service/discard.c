@@ -21,13 +21,13 @@ discard_input(struct dx_conn *c, const uint8_t *data, size_t len)
 }
 
 static const struct dx_stream_ops discard_stream = {
-	.input = discard_input,
+        .input = discard_input,
 };
 
 const struct dx_service dx__service_discard = {
-	.name = "discard",
-	.port = 9,
-	.dgram = discard_dgram,
-	.stream = &discard_stream,
-	.summary = "reads and throws away (RFC 863)",
+        .name = "discard",
+        .port = 9,
+        .dgram = discard_dgram,
+        .stream = &discard_stream,
+        .summary = "reads and throws away (RFC 863)",
 };

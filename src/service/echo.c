@@ -23,17 +23,17 @@ echo_input(struct dx_conn *c, const uint8_t *data, size_t len)
 	if (len == 0)
 		return DX_STREAM_DONE;
 	return dx_conn_write(c, data, len) == (ssize_t)len ? DX_STREAM_MORE
-							    : -ENOBUFS;
+	                                                   : -ENOBUFS;
 }
 
 static const struct dx_stream_ops echo_stream = {
-	.input = echo_input,
+        .input = echo_input,
 };
 
 const struct dx_service dx__service_echo = {
-	.name = "echo",
-	.port = 7,
-	.dgram = echo_dgram,
-	.stream = &echo_stream,
-	.summary = "sends back what it receives (RFC 862)",
+        .name = "echo",
+        .port = 7,
+        .dgram = echo_dgram,
+        .stream = &echo_stream,
+        .summary = "sends back what it receives (RFC 862)",
 };

@@ -30,13 +30,13 @@ start(const struct dx_dgram_req *req, struct run *run)
 	int is_unix = req->peer->u.sa.sa_family == AF_UNIX;
 
 	err = dx__env_ucspi(&env, is_unix ? "UNIX" : "UDP", req->local,
-			    req->peer);
+	                    req->peer);
 	if (err == 0 && (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
 		err = dx__neg_errno();
 	if (err == 0)
 		err = dx__spawn(req->conf->argv, env.vars,
-				(int[3]){in[0], out[1], STDERR_FILENO}, 1,
-				&run->pid);
+		                (int[3]){in[0], out[1], STDERR_FILENO}, 1,
+		                &run->pid);
 	if (err == 0) {
 		run->pidfd = dx__pidfd_open(run->pid);
 		err = run->pidfd < 0 ? run->pidfd : 0;
@@ -60,7 +60,7 @@ collect(struct run *run, uint8_t *buf, int64_t deadline)
 	fcntl(run->out, F_SETFL, O_NONBLOCK);
 	while (got < DX_DGRAM_MAX) {
 		n = dx_read_some(run->out, buf + got, DX_DGRAM_MAX - got,
-				 deadline);
+		                 deadline);
 		if (n <= 0)
 			return n < 0 ? n : (ssize_t)got;
 		got += (size_t)n;
@@ -99,7 +99,7 @@ exec_dgram(const struct dx_dgram_req *req)
 		fcntl(run.in, F_SETFL, O_NONBLOCK);
 		/* A program that does not read its input is its own affair. */
 		(void)dx_write_all(run.in, req->data, req->len, 0, deadline,
-				   NULL);
+		                   NULL);
 		close(run.in);
 		run.in = -1;
 		n = collect(&run, req->reply, deadline);
@@ -121,8 +121,8 @@ exec_dgram(const struct dx_dgram_req *req)
 }
 
 const struct dx_service dx__service_exec = {
-	.name = "exec",
-	.flags = DX_SVC_AMPLIFIES | DX_SVC_EXEC,
-	.dgram = exec_dgram,
-	.summary = "runs a program per datagram or connection",
+        .name = "exec",
+        .flags = DX_SVC_AMPLIFIES | DX_SVC_EXEC,
+        .dgram = exec_dgram,
+        .summary = "runs a program per datagram or connection",
 };

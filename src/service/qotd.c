@@ -14,30 +14,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define QOTD_MAX 512
+#define QOTD_MAX      512
 #define QOTD_FILE_MAX (4 << 20)
 
 static const char *builtin_text[] = {
-	"Program testing can be used to show the presence of bugs, but never "
-	"to show their absence.\r\n\t-- Edsger W. Dijkstra\r\n",
-	"Be conservative in what you do, be liberal in what you accept from "
-	"others.\r\n\t-- Jon Postel, RFC 761\r\n",
-	"Simplicity is prerequisite for reliability.\r\n"
-	"\t-- Edsger W. Dijkstra\r\n",
-	"There are two ways of constructing a software design: one way is to "
-	"make it so simple that there are obviously no deficiencies.\r\n"
-	"\t-- C. A. R. Hoare\r\n",
-	"The network is the computer.\r\n\t-- John Gage\r\n",
-	"Write programs that do one thing and do it well. Write programs to "
-	"work together.\r\n\t-- Doug McIlroy\r\n",
-	"Any sufficiently advanced technology is indistinguishable from "
-	"magic.\r\n\t-- Arthur C. Clarke\r\n",
-	"Make it work, make it right, make it fast.\r\n\t-- Kent Beck\r\n",
+        "Program testing can be used to show the presence of bugs, but never "
+        "to show their absence.\r\n\t-- Edsger W. Dijkstra\r\n",
+        "Be conservative in what you do, be liberal in what you accept from "
+        "others.\r\n\t-- Jon Postel, RFC 761\r\n",
+        "Simplicity is prerequisite for reliability.\r\n"
+        "\t-- Edsger W. Dijkstra\r\n",
+        "There are two ways of constructing a software design: one way is to "
+        "make it so simple that there are obviously no deficiencies.\r\n"
+        "\t-- C. A. R. Hoare\r\n",
+        "The network is the computer.\r\n\t-- John Gage\r\n",
+        "Write programs that do one thing and do it well. Write programs to "
+        "work together.\r\n\t-- Doug McIlroy\r\n",
+        "Any sufficiently advanced technology is indistinguishable from "
+        "magic.\r\n\t-- Arthur C. Clarke\r\n",
+        "Make it work, make it right, make it fast.\r\n\t-- Kent Beck\r\n",
 };
 
 static const struct dx_quotes builtin = {
-	.text = builtin_text,
-	.count = DX_ARRAY_LEN(builtin_text),
+        .text = builtin_text,
+        .count = DX_ARRAY_LEN(builtin_text),
 };
 
 const struct dx_quotes *
@@ -91,7 +91,8 @@ split_quotes(char *text, const char **quotes, size_t *bad_line)
 
 	for (;;) {
 		char *eol = strchr(p, '\n');
-		int sep = (eol ? (size_t)(eol - p) : strlen(p)) == 1 && *p == '%';
+		int sep =
+		        (eol ? (size_t)(eol - p) : strlen(p)) == 1 && *p == '%';
 
 		if (sep || eol == NULL) {
 			char *end = sep ? p : p + strlen(p);
@@ -115,8 +116,7 @@ split_quotes(char *text, const char **quotes, size_t *bad_line)
 }
 
 int
-dx__quotes_load(struct dx_quotes *q, const char *path, char *why,
-		size_t whylen)
+dx__quotes_load(struct dx_quotes *q, const char *path, char *why, size_t whylen)
 {
 	char *text = NULL;
 	size_t len, count, bad_line = 0;
@@ -126,16 +126,16 @@ dx__quotes_load(struct dx_quotes *q, const char *path, char *why,
 	err = read_file(path, &text, &len);
 	if (err < 0)
 		return dx__why(why, whylen, err, "cannot read '%s': %s", path,
-			       dx_strerror(err));
+		               dx_strerror(err));
 	count = split_quotes(text, NULL, &bad_line);
 	if (count == 0) {
 		free(text);
 		if (bad_line)
 			return dx__why(why, whylen, -EMSGSIZE,
-				       "%s:%zu: quotation longer than %d bytes",
-				       path, bad_line, QOTD_MAX);
-		return dx__why(why, whylen, -ENODATA,
-			       "'%s' holds no quotation", path);
+			               "%s:%zu: quotation longer than %d bytes",
+			               path, bad_line, QOTD_MAX);
+		return dx__why(why, whylen, -ENODATA, "'%s' holds no quotation",
+		               path);
 	}
 	q->text = calloc(count, sizeof(*q->text));
 	if (q->text == NULL) {
@@ -160,7 +160,7 @@ static const char *
 pick(const struct dx_service_conf *conf)
 {
 	const struct dx_quotes *q =
-		conf && conf->quotes ? conf->quotes : &builtin;
+	        conf && conf->quotes ? conf->quotes : &builtin;
 
 	return q->text[dx__random() % q->count];
 }
@@ -184,15 +184,15 @@ qotd_open(struct dx_conn *c)
 }
 
 static const struct dx_stream_ops qotd_stream = {
-	.open = qotd_open,
-	.input = dx__stream_ignore,
+        .open = qotd_open,
+        .input = dx__stream_ignore,
 };
 
 const struct dx_service dx__service_qotd = {
-	.name = "qotd",
-	.port = 17,
-	.flags = DX_SVC_AMPLIFIES,
-	.dgram = qotd_dgram,
-	.stream = &qotd_stream,
-	.summary = "sends a quotation (RFC 865)",
+        .name = "qotd",
+        .port = 17,
+        .flags = DX_SVC_AMPLIFIES,
+        .dgram = qotd_dgram,
+        .stream = &qotd_stream,
+        .summary = "sends a quotation (RFC 865)",
 };

@@ -22,7 +22,7 @@
 
 /* Service flags. */
 #define DX_SVC_AMPLIFIES 0x1u /* a reply may outweigh its request */
-#define DX_SVC_EXEC 0x2u      /* runs a program; needs argv */
+#define DX_SVC_EXEC      0x2u /* runs a program; needs argv */
 
 struct dx_quotes;
 
@@ -32,8 +32,8 @@ struct dx_quotes;
  */
 struct dx_service_conf {
 	const struct dx_service *svc;
-	char **argv;                   /* exec: program and arguments */
-	int64_t exec_timeout_ms;       /* exec: kill the run after this */
+	char **argv;                    /* exec: program and arguments */
+	int64_t exec_timeout_ms;        /* exec: kill the run after this */
 	const struct dx_quotes *quotes; /* qotd: the quotations */
 };
 
@@ -76,9 +76,9 @@ struct dx_conn {
 #define DX_CONN_BUF 16384
 
 #define DX_CONN_WANT_WRITE 0x01u /* call writable() when there is room */
-#define DX_CONN_EOF_IN 0x02u     /* the peer half-closed */
-#define DX_CONN_DONE 0x04u       /* the service has no more to say */
-#define DX_CONN_SHUT_WR 0x08u    /* we sent our FIN; draining input */
+#define DX_CONN_EOF_IN     0x02u /* the peer half-closed */
+#define DX_CONN_DONE       0x04u /* the service has no more to say */
+#define DX_CONN_SHUT_WR    0x08u /* we sent our FIN; draining input */
 
 /* Returned by a stream handler: go on, or output is complete. */
 #define DX_STREAM_MORE 0
@@ -144,8 +144,7 @@ extern const struct dx_service dx__service_exec;
 
 /* chargen.c: writes LEN bytes of the RFC 864 pattern starting at line
  * LINE (0-94) and column COL (0-73 of "72 characters, CR, LF"). */
-void dx__chargen_fill(uint8_t *out, size_t len, unsigned *line,
-		      unsigned *col);
+void dx__chargen_fill(uint8_t *out, size_t len, unsigned *line, unsigned *col);
 
 /* qotd.c: the quotation list. */
 struct dx_quotes {
@@ -162,7 +161,7 @@ const struct dx_quotes *dx__quotes_builtin(void);
  * an error with WHY naming the file and line.
  */
 int dx__quotes_load(struct dx_quotes *q, const char *path, char *why,
-		    size_t whylen);
+                    size_t whylen);
 void dx__quotes_free(struct dx_quotes *q);
 
 /* time.c: RFC 868 seconds since 1900 for a Unix time, modulo 2^32. */

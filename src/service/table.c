@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 static const struct dx_service *const services[] = {
-	&dx__service_echo,    &dx__service_discard, &dx__service_chargen,
-	&dx__service_qotd,    &dx__service_daytime, &dx__service_time,
-	&dx__service_exec,
+        &dx__service_echo, &dx__service_discard, &dx__service_chargen,
+        &dx__service_qotd, &dx__service_daytime, &dx__service_time,
+        &dx__service_exec,
 };
 
 const struct dx_service *

@@ -18,7 +18,7 @@ uint32_t
 dx__rfc868_time(int64_t unix_seconds)
 {
 	return (uint32_t)((uint64_t)(unix_seconds + RFC868_EPOCH_OFFSET) &
-			  0xffffffffu);
+	                  0xffffffffu);
 }
 
 static ssize_t
@@ -26,7 +26,7 @@ time_dgram(const struct dx_dgram_req *req)
 {
 	uint32_t t = dx__rfc868_time((int64_t)time(NULL));
 	uint8_t be[4] = {(uint8_t)(t >> 24), (uint8_t)(t >> 16),
-			 (uint8_t)(t >> 8), (uint8_t)t};
+	                 (uint8_t)(t >> 8), (uint8_t)t};
 
 	memcpy(req->reply, be, sizeof(be));
 	return (ssize_t)sizeof(be);
@@ -43,15 +43,15 @@ time_open(struct dx_conn *c)
 }
 
 static const struct dx_stream_ops time_stream = {
-	.open = time_open,
-	.input = dx__stream_ignore,
+        .open = time_open,
+        .input = dx__stream_ignore,
 };
 
 const struct dx_service dx__service_time = {
-	.name = "time",
-	.port = 37,
-	.flags = DX_SVC_AMPLIFIES,
-	.dgram = time_dgram,
-	.stream = &time_stream,
-	.summary = "sends the time as 32-bit seconds since 1900 (RFC 868)",
+        .name = "time",
+        .port = 37,
+        .flags = DX_SVC_AMPLIFIES,
+        .dgram = time_dgram,
+        .stream = &time_stream,
+        .summary = "sends the time as 32-bit seconds since 1900 (RFC 868)",
 };

@@ -33,11 +33,16 @@ TEST(source_ports)
 		uint16_t port;
 		int want;
 	} cases[] = {
-		{0, DX_DROP_SRC_PORT},     {7, DX_DROP_SRC_PORT},
-		{19, DX_DROP_SRC_PORT},    {1023, DX_DROP_SRC_PORT},
-		{2049, DX_DROP_SRC_PORT},  {1024, -1},
-		{40000, -1},               {10007, DX_DROP_OWN_PORT},
-		{10019, DX_DROP_OWN_PORT}, {17007, DX_DROP_OWN_PORT},
+	        {0, DX_DROP_SRC_PORT},
+	        {7, DX_DROP_SRC_PORT},
+	        {19, DX_DROP_SRC_PORT},
+	        {1023, DX_DROP_SRC_PORT},
+	        {2049, DX_DROP_SRC_PORT},
+	        {1024, -1},
+	        {40000, -1},
+	        {10007, DX_DROP_OWN_PORT},
+	        {10019, DX_DROP_OWN_PORT},
+	        {17007, DX_DROP_OWN_PORT},
 	};
 
 	dx__guard_add_port(&g, 17007);
@@ -46,7 +51,7 @@ TEST(source_ports)
 		int got = dx__guard_check(&g, &a, NULL);
 		if (got != cases[i].want)
 			CHECK_FAIL_("port %u: got %d want %d", cases[i].port,
-				    got, cases[i].want);
+			            got, cases[i].want);
 	}
 }
 

@@ -19,12 +19,12 @@ serve(const struct dx_service *svc, const char *data, size_t len,
 {
 	struct dx_addr peer = {.len = sizeof(struct sockaddr_in)};
 	struct dx_dgram_req req = {
-		.data = (const uint8_t *)data,
-		.len = len,
-		.peer = &peer,
-		.local = &peer,
-		.conf = conf,
-		.reply = reply,
+	        .data = (const uint8_t *)data,
+	        .len = len,
+	        .peer = &peer,
+	        .local = &peer,
+	        .conf = conf,
+	        .reply = reply,
 	};
 
 	peer.u.in.sin_family = AF_INET;
