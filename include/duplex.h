@@ -266,6 +266,14 @@ ssize_t dx_send(int fd, const void *buf, size_t len);
 int dx_wait(int fd, short events, int64_t deadline);
 
 /*
+ * poll(2) over N descriptors until one is ready or DEADLINE passes, EINTR
+ * retried with the time that is left. Returns how many are ready (> 0;
+ * see each revents), -ETIMEDOUT or -errno.
+ */
+struct pollfd;
+int dx_poll(struct pollfd *fds, size_t n, int64_t deadline);
+
+/*
  * Writes all LEN bytes, looping over short writes and waiting out EAGAIN
  * until DEADLINE. Uses send(MSG_NOSIGNAL) when SOCKET is nonzero and
  * write(2) otherwise (a pipe with no reader then raises SIGPIPE unless

@@ -200,26 +200,33 @@ dx_send(int fd, const void *buf, size_t len)
  * ready before the deadline (poll's INT_MAX cap) simply polls again.
  */
 int
-dx_wait(int fd, short events, int64_t deadline)
+dx_poll(struct pollfd *fds, size_t n, int64_t deadline)
 {
-	struct pollfd pfd;
-	int saved = errno, timeout, n;
+	int saved = errno, timeout, rc;
 
 	for (;;) {
-		pfd.fd = fd;
-		pfd.events = events;
-		pfd.revents = 0;
+		for (size_t i = 0; i < n; i++)
+			fds[i].revents = 0;
 		timeout = poll_timeout(deadline);
-		n = dx__sys.poll(&pfd, 1, timeout);
-		if (n > 0) {
+		rc = dx__sys.poll(fds, (nfds_t)n, timeout);
+		if (rc > 0) {
 			errno = saved;
-			return pfd.revents;
+			return rc;
 		}
-		if (n == 0 && timeout == 0)
+		if (rc == 0 && timeout == 0)
 			return -ETIMEDOUT;
-		if (n < 0 && errno != EINTR)
+		if (rc < 0 && errno != EINTR)
 			return dx__neg_errno();
 	}
+}
+
+int
+dx_wait(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = events};
+	int rc = dx_poll(&pfd, 1, deadline);
+
+	return rc > 0 ? pfd.revents : rc;
 }
 
 /*

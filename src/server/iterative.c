@@ -205,6 +205,9 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	        .local = &local,
 	        .conf = &l->conf,
 	        .reply = it->out_buf[nout],
+	        .cancel_fd = srv->sigfd,
+	        .cancelled = dx__server_signals,
+	        .cancel_ctx = srv,
 	};
 	n = l->conf.svc->dgram(&req);
 	l->served++;

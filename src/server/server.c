@@ -57,40 +57,50 @@ dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
 	srv->log(srv->log_ctx, level, line);
 }
 
-/* Splits "exec:PROGRAM ARG..." at spaces into a NULL-ended argv. */
+/* Frees what parse_exec() allocated for L. */
+static void
+free_exec(struct dx_listener *l)
+{
+	free(l->exec_buf);
+	free(l->conf.argv);
+	l->exec_buf = NULL;
+	l->conf.argv = NULL;
+}
+
+/*
+ * Splits "exec:PROGRAM ARG..." at spaces into a NULL-ended argv whose
+ * strings live in L->exec_buf. The program must be an absolute path that
+ * can be run now, so a typo stops the server before it serves.
+ */
 static int
 parse_exec(struct dx_listener *l, const char *spec, char *why, size_t wl)
 {
 	const char *cmd = spec + strlen("exec:");
-	char *copy, *tok, *save = NULL;
+	char *tok, *save = NULL;
 	size_t n = 0, cap = strlen(cmd) / 2 + 2;
+	int err = 0;
 
 	if (*cmd != '/')
 		return dx__why(why, wl, -EINVAL,
 		               "'%s': the program must be an absolute path, "
 		               "as in exec:/bin/cat",
 		               spec);
-	copy = strdup(cmd);
+	l->exec_buf = strdup(cmd);
 	l->conf.argv = calloc(cap + 1, sizeof(char *));
-	if (copy == NULL || l->conf.argv == NULL) {
-		free(copy);
-		free(l->conf.argv);
-		l->conf.argv = NULL;
+	if (l->exec_buf == NULL || l->conf.argv == NULL) {
+		free_exec(l);
 		return -ENOMEM;
 	}
-	for (tok = strtok_r(copy, " \t", &save); tok && n < cap;
+	for (tok = strtok_r(l->exec_buf, " \t", &save); tok && n < cap;
 	     tok = strtok_r(NULL, " \t", &save))
 		l->conf.argv[n++] = tok;
-	if (access(l->conf.argv[0], X_OK) < 0) {
-		int err = dx__neg_errno();
-		dx__why(why, wl, err, "'%s': cannot run %s: %s", spec,
-		        l->conf.argv[0], dx_strerror(err));
-		free(copy);
-		free(l->conf.argv);
-		l->conf.argv = NULL;
-		return err;
+	if (n == 0 || access(l->conf.argv[0], X_OK) < 0) {
+		err = n == 0 ? -EINVAL : dx__neg_errno();
+		dx__why(why, wl, err, "'%s': cannot run %s: %s", spec, cmd,
+		        dx_strerror(err));
+		free_exec(l);
 	}
-	return 0;
+	return err;
 }
 
 /* Sets L's service from SPEC: a table name or exec:PROGRAM. */
@@ -276,6 +286,15 @@ handle_signals(struct dx_server *srv)
 	return n == -EAGAIN ? 0 : (n < 0 ? (int)n : 0);
 }
 
+int
+dx__server_signals(void *ctx)
+{
+	struct dx_server *srv = ctx;
+
+	handle_signals(srv);
+	return srv->stop;
+}
+
 static int
 watch(int epfd, int fd, uint64_t tag)
 {
@@ -368,10 +387,7 @@ dx__server_close(struct dx_server *srv)
 			dx_close(l->fd);
 		if (l->created_path)
 			unlink(l->ep.path);
-		if (l->conf.argv) {
-			free(l->conf.argv[0]);
-			free(l->conf.argv);
-		}
+		free_exec(l);
 	}
 	if (srv->epfd >= 0)
 		close(srv->epfd);

@@ -26,7 +26,8 @@ typedef void (*dx_log_fn)(void *ctx, int level, const char *line);
 struct dx_listener {
 	struct dx_endpoint ep;
 	struct dx_service_conf conf;
-	char name[64]; /* the service as the user wrote it, for logs */
+	char name[64];  /* the service as the user wrote it, for logs */
+	char *exec_buf; /* exec: the strings conf.argv points into */
 	int fd;
 	int guard;        /* reflection guard and budget on */
 	int created_path; /* we made its unix socket file: remove it */
@@ -163,6 +164,12 @@ int dx__server_run(struct dx_server *srv);
 
 /* Closes every listener, removes the unix socket files we created. */
 void dx__server_close(struct dx_server *srv);
+
+/*
+ * Handles the signals waiting on srv->sigfd now (for handlers that wait,
+ * such as exec). CTX is the server. Returns 1 once the server is to stop.
+ */
+int dx__server_signals(void *ctx);
 
 /* Logs the counters (on SIGUSR1 and at exit). */
 void dx__server_log_counters(struct dx_server *srv);

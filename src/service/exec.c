@@ -50,39 +50,76 @@ start(const struct dx_dgram_req *req, struct run *run)
 	return err;
 }
 
+/*
+ * Waits until FD is ready for EVENTS, the deadline passes, or the server
+ * says the request is cancelled (SIGTERM). Returns the revents, or
+ * -ETIMEDOUT, -ECANCELED or -errno.
+ */
+static int
+wait_or_cancel(const struct dx_dgram_req *req, int fd, short events,
+               int64_t deadline)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = events},
+	                      {.fd = req->cancel_fd, .events = POLLIN}};
+	size_t n = req->cancel_fd >= 0 && req->cancelled ? 2 : 1;
+	int rc;
+
+	for (;;) {
+		rc = dx_poll(p, n, deadline);
+		if (rc < 0)
+			return rc;
+		if (p[0].revents)
+			return p[0].revents;
+		if (req->cancelled(req->cancel_ctx))
+			return -ECANCELED;
+	}
+}
+
 /* Collects standard output until end of file, the cap or the deadline. */
 static ssize_t
-collect(struct run *run, uint8_t *buf, int64_t deadline)
+collect(const struct dx_dgram_req *req, struct run *run, int64_t deadline)
 {
 	size_t got = 0;
 	ssize_t n;
+	int rc;
 
 	fcntl(run->out, F_SETFL, O_NONBLOCK);
 	while (got < DX_DGRAM_MAX) {
-		n = dx_read_some(run->out, buf + got, DX_DGRAM_MAX - got,
-		                 deadline);
-		if (n <= 0)
-			return n < 0 ? n : (ssize_t)got;
-		got += (size_t)n;
+		n = dx_read(run->out, req->reply + got, DX_DGRAM_MAX - got);
+		if (n == 0)
+			break;
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n != -EAGAIN)
+			return n;
+		rc = wait_or_cancel(req, run->out, POLLIN, deadline);
+		if (rc < 0)
+			return rc;
 	}
 	return (ssize_t)got;
 }
 
-/* Waits for the program's exit until DEADLINE, then ends its group. */
+/*
+ * Waits for the program's exit until DEADLINE, then ends its group.
+ * Returns 0 when it exited 0, -ETIMEDOUT, -ECANCELED or -ECHILD.
+ */
 static int
-finish(struct run *run, int64_t deadline)
+finish(const struct dx_dgram_req *req, struct run *run, int64_t deadline,
+       int err)
 {
-	int status = 0, timed_out = 0;
+	int status = 0;
 
 	if (run->pid <= 0)
-		return -ECHILD;
-	if (dx_wait(run->pidfd, POLLIN, deadline) == -ETIMEDOUT)
-		timed_out = 1;
+		return err ? err : -ECHILD;
+	if (err == 0)
+		err = wait_or_cancel(req, run->pidfd, POLLIN, deadline);
 	kill(-run->pid, SIGKILL);
 	while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (timed_out)
-		return -ETIMEDOUT;
+	if (err < 0)
+		return err;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }
 
@@ -102,15 +139,9 @@ exec_dgram(const struct dx_dgram_req *req)
 		                   NULL);
 		close(run.in);
 		run.in = -1;
-		n = collect(&run, req->reply, deadline);
-		err = finish(&run, deadline);
-		if (err == 0 && n < 0)
-			err = (int)n;
-	} else if (run.pid > 0) {
-		kill(-run.pid, SIGKILL);
-		while (waitpid(run.pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		n = collect(req, &run, deadline);
 	}
+	err = finish(req, &run, deadline, err < 0 ? err : (n < 0 ? (int)n : 0));
 	if (run.in >= 0)
 		close(run.in);
 	if (run.out >= 0)

@@ -45,6 +45,15 @@ struct dx_dgram_req {
 	const struct dx_addr *local; /* the address it arrived on */
 	const struct dx_service_conf *conf;
 	uint8_t *reply; /* DX_DGRAM_MAX bytes for the reply */
+	/*
+	 * A handler that waits (exec) also watches CANCEL_FD (or not, if -1);
+	 * when it is readable it calls CANCELLED(CANCEL_CTX), and abandons
+	 * the request if that returns nonzero. The server passes its signal
+	 * descriptor, so SIGTERM is not kept waiting by a running program.
+	 */
+	int cancel_fd;
+	int (*cancelled)(void *ctx);
+	void *cancel_ctx;
 };
 
 /*
