@@ -13,6 +13,7 @@
 static const struct cli_command commands[] = {
         {"serve", cmd_serve, "serve services on endpoints"},
         {"send", cmd_send, "send a datagram and print the reply"},
+        {"connect", cmd_connect, "stdin to a stream endpoint, it to stdout"},
         {"port", cmd_port,
          "port numbers, IANA ranges and the service registry"},
 };
@@ -41,6 +42,7 @@ int
 main(int argc, char **argv)
 {
 	const struct cli_command *cmd;
+	int rc;
 
 	/*
 	 * A peer that closes early must cost an EPIPE, never the process:
@@ -66,5 +68,12 @@ main(int argc, char **argv)
 		          argv[1]);
 		return DX_EXIT_USAGE;
 	}
-	return cmd->run(argc - 1, argv + 1);
+	rc = cmd->run(argc - 1, argv + 1);
+	/* Output is checked once here rather than at every printf (a
+	 * subcommand that failed has said why already). */
+	if (rc == DX_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
+		cli_error("cannot write to standard output");
+		return DX_EXIT_FAIL;
+	}
+	return rc;
 }

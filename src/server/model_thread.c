@@ -21,7 +21,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define STACK_SIZE (128 * 1024)
+#define STACK_SIZE ((size_t)128 * 1024)
 #define SCRATCH    16384
 
 struct tslot {

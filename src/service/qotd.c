@@ -46,85 +46,100 @@ dx__quotes_builtin(void)
 	return &builtin;
 }
 
-/* Reads the whole of PATH (at most QOTD_FILE_MAX bytes) into *OUT. */
+/*
+ * Reads the whole of PATH (at most QOTD_FILE_MAX bytes) into *OUT, which
+ * the caller frees, NUL-terminated. Returns 0 or -errno.
+ */
 static int
-read_file(const char *path, char **out, size_t *len)
+read_file(const char *path, char **out)
 {
-	int fd, err = 0;
 	struct stat st;
 	char *buf = NULL;
 	ssize_t n;
+	int fd;
 
+	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return dx__neg_errno();
-	if (fstat(fd, &st) < 0 || st.st_size > QOTD_FILE_MAX) {
-		err = st.st_size > QOTD_FILE_MAX ? -EFBIG : dx__neg_errno();
+	if (fstat(fd, &st) < 0) {
+		n = dx__neg_errno();
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		err = -ENOMEM;
+	n = st.st_size > QOTD_FILE_MAX ? -EFBIG : -ENOMEM;
+	if (st.st_size <= QOTD_FILE_MAX)
+		buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL)
 		goto out;
-	}
 	n = dx_read_full(fd, buf, (size_t)st.st_size, DX_FOREVER, NULL);
-	if (n < 0) {
-		err = (int)n;
-		goto out;
+	if (n >= 0) {
+		buf[n] = '\0';
+		*out = buf;
+		buf = NULL;
 	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = (size_t)n;
-	buf = NULL;
 out:
 	free(buf);
 	close(fd);
-	return err;
+	return n < 0 ? (int)n : 0;
 }
 
-/* Splits the text at lines of "%" in place; counts or stores quotes. */
+/* Stores (or counts) the quotation [START, END); 0 when it is too long. */
+static int
+store_quote(char *start, char *end, const char **quotes, size_t *n)
+{
+	if ((size_t)(end - start) > QOTD_MAX)
+		return 0;
+	if (quotes != NULL) {
+		quotes[*n] = start;
+		*end = '\0';
+	}
+	(*n)++;
+	return 1;
+}
+
+/*
+ * Splits TEXT at lines holding a single '%'. With QUOTES NULL it only
+ * counts; otherwise it stores each quotation and ends it in place. A
+ * quotation longer than QOTD_MAX sets *BAD_LINE to its first line and
+ * makes the count 0.
+ */
 static size_t
 split_quotes(char *text, const char **quotes, size_t *bad_line)
 {
 	size_t n = 0, line = 1, start_line = 1;
 	char *start = text, *p = text;
 
-	for (;;) {
-		char *eol = strchr(p, '\n');
-		int sep =
-		        (eol ? (size_t)(eol - p) : strlen(p)) == 1 && *p == '%';
+	while (*p != '\0') {
+		size_t len = strcspn(p, "\n");
+		char *next = p[len] == '\n' ? p + len + 1 : p + len;
 
-		if (sep || eol == NULL) {
-			char *end = sep ? p : p + strlen(p);
-			if (end > start) {
-				if ((size_t)(end - start) > QOTD_MAX) {
-					*bad_line = start_line;
-					return 0;
-				}
-				if (quotes)
-					quotes[n] = start, *end = '\0';
-				n++;
-			}
-			if (eol == NULL)
-				return n;
-			start = eol + 1;
+		if (len == 1 && *p == '%') {
+			if (p > start && !store_quote(start, p, quotes, &n))
+				break;
+			start = next;
 			start_line = line + 1;
 		}
-		p = eol + 1;
+		p = next;
 		line++;
 	}
+	if (*p == '\0' && p > start && store_quote(start, p, quotes, &n))
+		return n;
+	if (*p == '\0' && p <= start)
+		return n;
+	*bad_line = start_line;
+	return 0;
 }
 
 int
 dx__quotes_load(struct dx_quotes *q, const char *path, char *why, size_t whylen)
 {
 	char *text = NULL;
-	size_t len, count, bad_line = 0;
+	size_t count, bad_line = 0;
 	int err;
 
 	memset(q, 0, sizeof(*q));
-	err = read_file(path, &text, &len);
-	if (err < 0)
+	err = read_file(path, &text);
+	if (err < 0 || text == NULL)
 		return dx__why(why, whylen, err, "cannot read '%s': %s", path,
 		               dx_strerror(err));
 	count = split_quotes(text, NULL, &bad_line);

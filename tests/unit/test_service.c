@@ -64,8 +64,8 @@ TEST(chargen_pattern_is_rfc864)
 	CHECK_INT_EQ(buf[72], '\r');
 	CHECK_INT_EQ(buf[73], '\n');
 	CHECK_INT_EQ(buf[74], '!');
-	CHECK_INT_EQ(buf[74 * 24 + 71], ' ' + (24 + 71) % 95);
-	CHECK_INT_EQ(buf[74 * 95], ' ');
+	CHECK_INT_EQ(buf[(size_t)74 * 24 + 71], ' ' + (24 + 71) % 95);
+	CHECK_INT_EQ(buf[(size_t)74 * 95], ' ');
 	CHECK_INT_EQ(line, 1);
 	CHECK_INT_EQ(col, 0);
 }
