@@ -59,5 +59,6 @@ int cli_parse_count(const char *text, long long lo, long long hi,
 int cmd_port(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_send(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
 
 #endif /* DX_CLI_H */
