@@ -1,0 +1,421 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the datagram client, `duplex send`: against duplex
+serve, against xinetd's internal UDP services (a server nobody here
+wrote), against python fakes that stay silent or answer from the wrong
+address, through a lossy path (nftables in a namespace of our own), and
+its --trace output (and that of duplex serve). Every wait is bounded;
+every process is ended by its pid."""
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import (drain, exchange, free_udp_port, in_netns, is_root,
+                      need, run, udp_socket)
+
+RFC868_OFFSET = 2208988800
+CTIME_RE = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+                      rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                      rb"[ \d]\d \d\d:\d\d:\d\d \d{4}\r\n$")
+
+
+def udp(port, host="127.0.0.1"):
+    return f"udp://{host}:{port}"
+
+
+def one_error_line(p):
+    lines = p.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got {lines}"
+    return lines[0]
+
+
+@pytest.fixture
+def services(serve):
+    """echo, daytime and time on loopback ports chosen by the kernel."""
+    return serve("echo", "udp://127.0.0.1:0", "daytime", "udp://127.0.0.1:0",
+                 "time", "udp://127.0.0.1:0")
+
+
+@pytest.fixture
+def silent():
+    """A UDP socket that receives and never answers."""
+    with udp_socket() as s:
+        yield s
+
+
+# ---------------------------------------------------------------------------
+# Against duplex serve
+# ---------------------------------------------------------------------------
+
+def test_send_echo(duplex, services):
+    p = run(["send", udp(services.port(0)), "hello, echo"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello, echo"
+    assert p.stderr == b""
+
+
+def test_send_daytime(duplex, services):
+    p = run(["send", udp(services.port(1)), "\n"])
+    assert p.returncode == 0, p.stderr
+    assert CTIME_RE.match(p.stdout), p.stdout
+    when = time.mktime(time.strptime(p.stdout.decode().strip(),
+                                     "%a %b %d %H:%M:%S %Y"))
+    assert abs(when - time.time()) <= 5
+
+
+def test_send_time(duplex, services):
+    p = run(["send", udp(services.port(2)), "\n"])
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout) == 4, p.stdout
+    (secs,) = struct.unpack("!I", p.stdout)
+    assert abs(secs - RFC868_OFFSET - time.time()) <= 5
+
+
+def test_send_stdin_payload(duplex, services):
+    data = b"line one\nline two\x00\x01\xff binary\n"
+    p = run(["send", udp(services.port(0))], input=data)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == data
+
+
+def test_send_largest_datagram_from_stdin(duplex, services):
+    data = os.urandom(65507)
+    p = run(["send", udp(services.port(0))], input=data)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == data
+
+
+def test_send_hex(duplex, services):
+    p = run(["send", "--hex", udp(services.port(0)), "hello"])
+    assert p.returncode == 0, p.stderr
+    assert re.fullmatch(rb"0000  68 65 6c 6c 6f +\|hello\|\n", p.stdout), \
+        p.stdout
+    p = run(["send", "--hex", udp(services.port(0))],
+            input=b"0123456789abcdef\x00\n\tZ")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("0000  30 31 32 33")
+    assert lines[0].endswith("|0123456789abcdef|")
+    assert re.fullmatch(r"0010  00 0a 09 5a +\|\.\.\.Z\|", lines[1]), lines
+
+
+def test_send_count_summary(duplex, services):
+    p = run(["send", "--count", "5", "--interval", "10ms",
+             udp(services.port(0)), "ping"])
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.decode().splitlines()
+    assert len(lines) == 6, lines
+    for i, line in enumerate(lines[:5], 1):
+        assert re.fullmatch(rf"seq={i} reply 4 bytes in [\d.]+ ms", line), \
+            line
+    m = re.fullmatch(r"5 sent, 5 received, 0\.0% loss, rtt min/avg/max "
+                     r"([\d.]+)/([\d.]+)/([\d.]+) ms", lines[5])
+    assert m, lines[5]
+    lo, avg, hi = map(float, m.groups())
+    assert lo <= avg <= hi
+
+
+def test_send_count_all_lost(duplex, silent):
+    port = silent.getsockname()[1]
+    p = run(["send", "--count", "3", "--interval", "0", "--timeout", "50ms",
+             "--retries", "0", udp(port), "x"])
+    assert p.returncode == 3, p
+    lines = p.stdout.decode().splitlines()
+    assert lines[-1] == "3 sent, 0 received, 100.0% loss", lines
+
+
+def test_send_unixgram(duplex, serve):
+    d = tempfile.mkdtemp(prefix="dxt-", dir="/tmp")
+    try:
+        path = os.path.join(d, "echo.sock")
+        serve("echo", f"unixgram://{path}")
+        p = run(["send", f"unixgram://{path}", "over unixgram"])
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == b"over unixgram"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Timeouts, refusals, bad input
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("retries,attempts", [(2, 3), (0, 1)])
+def test_send_timeout_exit_3_with_doubling_waits(duplex, silent, retries,
+                                                 attempts):
+    port = silent.getsockname()[1]
+    t0 = time.monotonic()
+    p = run(["send", "--timeout", "100ms", "--retries", str(retries),
+             udp(port), "anyone?"])
+    took = time.monotonic() - t0
+    assert p.returncode == 3, p
+    expect = 0.1 * (2 ** attempts - 1)      # 0.1 + 0.2 + 0.4 for 2 retries
+    assert expect * 0.9 <= took <= expect + 1.5, (took, expect)
+    got = drain(silent, quiet=0.1)
+    assert got == [b"anyone?"] * attempts
+    assert one_error_line(p).startswith("duplex: ")
+    # with one probe, stdout carries reply bytes only: none here
+    assert p.stdout == b""
+
+
+def test_send_refused_exit_4(duplex):
+    port = free_udp_port()           # bound and closed: nobody listens
+    p = run(["send", "--timeout", "1s", udp(port), "hello?"])
+    assert p.returncode == 4, p
+    assert "refused" in one_error_line(p).lower()
+    # with one probe, stdout carries reply bytes only: none here
+    assert p.stdout == b""
+
+
+def test_send_missing_unixgram_path_exit_4(duplex, tmp_path):
+    p = run(["send", f"unixgram://{tmp_path}/nobody.sock", "hello?"])
+    assert p.returncode == 4, p
+    assert "nobody.sock" in one_error_line(p)
+
+
+@pytest.mark.parametrize("args", [
+    ["tcp://127.0.0.1:7", "x"],
+    ["udp://127.0.0.1:65536", "x"],
+    ["udp://127.0.0.1:-1", "x"],
+    ["udp://127.0.0.1", "x"],
+    [],
+    ["--count", "0", "udp://127.0.0.1:7", "x"],
+    ["--timeout", "soon", "udp://127.0.0.1:7", "x"],
+], ids=["tcp", "port-65536", "port-negative", "no-port", "no-endpoint",
+        "count-0", "bad-timeout"])
+def test_send_bad_input_exit_2(duplex, args):
+    p = run(["send", *args], timeout=5)
+    assert p.returncode == 2, p
+    assert p.stdout == b""
+    assert one_error_line(p).startswith("duplex: ")
+
+
+def test_send_too_long_data_exit_2_and_sends_nothing(duplex, silent):
+    port = silent.getsockname()[1]
+    p = run(["send", udp(port)], input=b"y" * 65508, timeout=5)
+    assert p.returncode == 2, p
+    assert "65507" in one_error_line(p)
+    assert drain(silent, quiet=0.2) == []
+
+
+def test_send_ignores_replies_from_another_source(duplex):
+    with udp_socket() as right, udp_socket() as wrong:
+        right.settimeout(5)
+        errors = []
+
+        def fake_server():
+            try:
+                data, client = right.recvfrom(100)
+                wrong.sendto(b"WRONG", client)
+                time.sleep(0.1)
+                right.sendto(b"RIGHT", client)
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=fake_server, daemon=True)
+        t.start()
+        p = run(["send", "--timeout", "2s", "--retries", "0",
+                 udp(right.getsockname()[1]), "who answers?"])
+        t.join(timeout=5)
+    assert not errors, errors
+    assert p.returncode == 0, p
+    assert p.stdout == b"RIGHT"
+
+
+# ---------------------------------------------------------------------------
+# Against xinetd's internal UDP services
+# ---------------------------------------------------------------------------
+
+XINETD_SERVICE = """
+service {name}
+{{
+	type = INTERNAL UNLISTED
+	id = {name}-dgram
+	socket_type = dgram
+	protocol = udp
+	wait = yes
+	user = root
+	bind = 127.0.0.1
+	port = {port}
+}}
+"""
+
+
+def answers(port, timeout=0.2):
+    return exchange(("127.0.0.1", port), b"probe\n", timeout=timeout) \
+        is not None
+
+
+@pytest.fixture
+def xinetd(tmp_path):
+    """xinetd serving echo-dgram and daytime-dgram on free loopback ports;
+    yields {"echo": port, "daytime": port}; stopped by its pid."""
+    if not is_root():
+        pytest.skip("xinetd services with user = root need root")
+    prog = need("xinetd")
+    for attempt in range(3):
+        ports = {"echo": free_udp_port(), "daytime": free_udp_port()}
+        conf = tmp_path / f"xinetd-{attempt}.conf"
+        conf.write_text("defaults\n{\n}\n" + "".join(
+            XINETD_SERVICE.format(name=n, port=p) for n, p in ports.items()))
+        proc = subprocess.Popen([prog, "-dontfork", "-f", str(conf),
+                                 "-pidfile", str(tmp_path / "xinetd.pid")],
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 3
+            up = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                if all(answers(p) for p in ports.values()):
+                    up = True
+                    break
+            if up:
+                yield ports
+                return
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=3)
+    pytest.fail("xinetd did not answer on its ports in 3 tries")
+
+
+def test_send_to_xinetd_echo(duplex, xinetd):
+    p = run(["send", udp(xinetd["echo"]), "hello, xinetd"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello, xinetd"
+
+
+def test_send_to_xinetd_daytime(duplex, xinetd):
+    p = run(["send", udp(xinetd["daytime"]), "\n"])
+    assert p.returncode == 0, p.stderr
+    # xinetd's own format: "25 NOV 2026 13:12:29 UTC\r\n"
+    assert re.fullmatch(rb"\d{1,2} [A-Z]{3} \d{4} \d\d:\d\d:\d\d \S+\r\n",
+                        p.stdout), p.stdout
+
+
+def test_send_count_to_xinetd_echo(duplex, xinetd):
+    # xinetd's wait = yes echo drops a datagram that follows another too
+    # closely; duplex's resends carry the probes through
+    p = run(["send", "--count", "3", "--interval", "0", "--timeout", "200ms",
+             "--retries", "4", udp(xinetd["echo"]), "ping"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().splitlines()[-1].startswith(
+        "3 sent, 3 received, 0.0% loss")
+
+
+# ---------------------------------------------------------------------------
+# Retries through a lossy path
+# ---------------------------------------------------------------------------
+
+NS_PORT = 4000      # inside a namespace of our own
+
+
+def nft(ns, *args):
+    p = in_netns(ns, [need("nft"), *args])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return p.stdout.decode()
+
+
+def test_send_retries_through_loss(duplex, serve, netns):
+    nft(netns, "add", "table", "inet", "dxt")
+    nft(netns, "add", "chain", "inet", "dxt", "in",
+        "{ type filter hook input priority 0; }")
+    nft(netns, "add", "rule", "inet", "dxt", "in", "udp", "dport",
+        str(NS_PORT), "numgen", "random", "mod", "100", "<", "40",
+        "counter", "drop")
+    srv = serve("echo", udp(NS_PORT), netns=netns)
+    p = in_netns(netns, [duplex, "send", "--trace", "--count", "20",
+                         "--retries", "10", "--timeout", "50ms",
+                         "--interval", "0", udp(NS_PORT), "lossy"],
+                 timeout=60)
+    out = p.stdout.decode()
+    assert p.returncode == 0, (out, p.stderr.decode()[-2000:])
+    assert out.splitlines()[-1].startswith("20 sent, 20 received, 0.0% loss")
+    sends = len(re.findall(r"^trace: (?:send|sendto|write)\(\d+\).* 5 bytes",
+                           p.stderr.decode(), re.M))
+    m = re.search(r"counter packets (\d+)", nft(netns, "list", "chain",
+                                               "inet", "dxt", "in"))
+    dropped = int(m.group(1))
+    srv.stop()
+    served = srv.served(0)
+    assert dropped > 0, "the path lost nothing: the test proves nothing"
+    assert sends > 20, f"no resends: {sends} sends"
+    # every resend answers a loss: what was sent reached the server or
+    # was dropped on the way
+    assert sends == served + dropped, (sends, served, dropped)
+    assert served >= 20
+
+
+# ---------------------------------------------------------------------------
+# --trace
+# ---------------------------------------------------------------------------
+
+def trace_lines(stderr):
+    return [line[len("trace: "):] for line in stderr.splitlines()
+            if line.startswith("trace: ")]
+
+
+def find_in_order(lines, patterns):
+    """Indexes of the first line matching each pattern, each after the
+    previous one; fails naming the first pattern not found."""
+    found, start = [], 0
+    for pat in patterns:
+        for i in range(start, len(lines)):
+            m = re.search(pat, lines[i])
+            if m:
+                found.append(m)
+                start = i + 1
+                break
+        else:
+            pytest.fail(f"no trace line matching {pat!r} in order in "
+                        f"{lines}")
+    return found
+
+
+def test_send_trace(duplex, services):
+    port = services.port(0)
+    p = run(["send", "--trace", udp(port), "hello"])
+    assert p.returncode == 0
+    assert p.stdout == b"hello"
+    lines = trace_lines(p.stderr.decode())
+    sock, conn, send, recv = find_in_order(lines, [
+        r"^socket\(AF_INET, SOCK_DGRAM\) = (\d+)",
+        rf"^connect\((\d+), 127\.0\.0\.1:{port}\) = 0",
+        r"^(?:send|sendto|write)\((\d+)\).* 5 bytes",
+        r"^(?:recvfrom|recv|read)\((\d+)\).*5 bytes",
+    ])
+    fd = sock.group(1)
+    assert conn.group(1) == send.group(1) == recv.group(1) == fd
+
+
+def test_serve_trace(duplex, serve):
+    srv = serve("--trace", "echo", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        s.sendto(b"hello", srv.addr())
+        assert s.recv(100) == b"hello"
+        cport = s.getsockname()[1]
+    assert srv.stop() == 0
+    lines = trace_lines(srv.stderr())
+    sock, bind, recv, send = find_in_order(lines, [
+        r"^socket\(AF_INET, SOCK_DGRAM\) = (\d+)",
+        r"^bind\((\d+), 127\.0\.0\.1:0\) = 0",
+        rf"^(?:recvfrom|recvmmsg|recvmsg)\((\d+)\) <- "
+        rf"127\.0\.0\.1:{cport} 5 bytes",
+        rf"^(?:sendto|sendmmsg|sendmsg)\((\d+)\) -> "
+        rf"127\.0\.0\.1:{cport} 5 bytes",
+    ])
+    fd = sock.group(1)
+    assert bind.group(1) == recv.group(1) == send.group(1) == fd

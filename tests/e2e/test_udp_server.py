@@ -1,0 +1,773 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the connectionless iterative server: `duplex serve`
+on udp:// and unixgram:// endpoints, driven by real peers (netcat-openbsd,
+socat) and by python sockets; the reflection guard and the reply budget.
+Traffic goes only to 127.0.0.0/8, ::1, or network namespaces the tests
+create. Every wait is bounded; every process is ended by its pid."""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import (DROP_NAMES, drain, exchange, have_ipv6_loopback,
+                      in_netns, is_root, need, recv_or_none, run,
+                      send_raw_udp, udp_socket)
+
+RFC868_OFFSET = 2208988800
+DGRAM_MAX = 65507
+DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+                        r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                        r"[ \d]\d \d\d:\d\d:\d\d \d{4}\r\n$")
+needs_root = pytest.mark.skipif(not is_root(),
+                                reason="needs root (low source ports, "
+                                       "raw sockets)")
+
+
+@pytest.fixture
+def sockdir():
+    """A short directory for unix socket paths (sun_path holds 108)."""
+    d = tempfile.mkdtemp(prefix="dxt-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def check_daytime(reply):
+    text = reply.decode("ascii")
+    assert DAYTIME_RE.match(text), f"not a ctime-style line: {reply!r}"
+    when = time.mktime(time.strptime(text.strip(), "%a %b %d %H:%M:%S %Y"))
+    assert abs(when - time.time()) <= 5, f"daytime {text!r} is not now"
+
+
+def check_time(reply):
+    assert len(reply) == 4, f"time reply is not 4 bytes: {reply!r}"
+    (secs,) = struct.unpack("!I", reply)
+    assert abs(secs - RFC868_OFFSET - time.time()) <= 5, (
+        f"time {secs} (since 1900) is not now")
+
+
+def chargen_stream(n):
+    """The first N bytes of the RFC 864 pattern."""
+    out, line = bytearray(), 0
+    while len(out) < n:
+        out += bytes(32 + (line + c) % 95 for c in range(72)) + b"\r\n"
+        line += 1
+    return bytes(out[:n])
+
+
+def unix_dgram(path=None):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if path is not None:
+        s.bind(path)
+    s.settimeout(2)
+    return s
+
+
+def flood(sock, addr, n, data=b"x"):
+    """Sends N datagrams to ADDR quickly, reading replies as they come so
+    that SOCK's receive queue never overflows, then until 0.3 s pass with
+    none. Returns (replies, seconds the sending took)."""
+    replies = []
+    sock.setblocking(False)
+    t0 = time.monotonic()
+    try:
+        for i in range(n):
+            sock.sendto(data, addr)
+            if i % 10 == 9:
+                while True:
+                    try:
+                        replies.append(sock.recv(70000))
+                    except BlockingIOError:
+                        break
+    finally:
+        took = time.monotonic() - t0
+        sock.setblocking(True)
+    replies += drain(sock, quiet=0.3)
+    return replies, took
+
+
+# ---------------------------------------------------------------------------
+# Real peers: netcat-openbsd and socat
+# ---------------------------------------------------------------------------
+
+def nc_query(port, data):
+    nc = shutil.which("nc.openbsd") or need("nc")
+    p = subprocess.run([nc, "-u", "-w1", "-W1", "127.0.0.1", str(port)],
+                       input=data, capture_output=True, timeout=10)
+    return p.stdout
+
+
+def socat_query(port, data):
+    p = subprocess.run([need("socat"), "-T1", "-", f"UDP:127.0.0.1:{port}"],
+                       input=data, capture_output=True, timeout=10)
+    return p.stdout
+
+
+@pytest.mark.parametrize("peer", [nc_query, socat_query],
+                         ids=["nc", "socat"])
+def test_real_peers_get_echo_daytime_time(serve, peer):
+    srv = serve("echo", "udp://127.0.0.1:0", "daytime", "udp://127.0.0.1:0",
+                "time", "udp://127.0.0.1:0")
+    assert peer(srv.port(0), b"hello from a peer\n") == b"hello from a peer\n"
+    check_daytime(peer(srv.port(1), b"\n"))
+    check_time(peer(srv.port(2), b"\n"))
+
+
+# ---------------------------------------------------------------------------
+# Echo: sizes, zero length, several senders, addresses
+# ---------------------------------------------------------------------------
+
+SEED = int(os.environ.get("DXT_SEED", "0")) or random.randrange(1, 1 << 30)
+SIZES = [0, 1, 2, 512, 1472, 1473, 4096, 4097, 8192, 32768, 65506, 65507]
+SIZES += sorted(random.Random(SEED).sample(range(3, DGRAM_MAX), 4))
+
+
+@pytest.mark.parametrize("size", SIZES,
+                         ids=[f"{s}B-seed{SEED}" if i >= 12 else f"{s}B"
+                              for i, s in enumerate(SIZES)])
+def test_echo_is_byte_exact(serve, size):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    data = random.Random(size).randbytes(size)
+    with udp_socket() as s:
+        s.sendto(data, srv.addr())
+        reply, src = s.recvfrom(70000)
+    assert src == srv.addr()
+    assert len(reply) == size
+    assert reply == data
+
+
+def test_zero_length_datagram_gets_zero_length_reply(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        s.sendto(b"", srv.addr())
+        reply, src = s.recvfrom(100)   # times out (fails) if no reply
+    assert (reply, src) == (b"", srv.addr())
+
+
+def test_two_senders_are_both_served(serve):
+    """The server socket is never connect()ed to its first sender."""
+    srv = serve("echo", "udp://127.0.0.1:0")
+    with udp_socket() as a, udp_socket("127.0.0.2") as b:
+        a.sendto(b"a1", srv.addr())
+        assert a.recv(100) == b"a1"
+        b.sendto(b"b1", srv.addr())
+        assert b.recv(100) == b"b1"
+        a.sendto(b"a2", srv.addr())
+        b.sendto(b"b2", srv.addr())
+        assert a.recv(100) == b"a2"
+        assert b.recv(100) == b"b2"
+
+
+def test_datagrams_are_served_in_arrival_order(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        for i in range(50):
+            s.sendto(b"%d" % i, srv.addr())
+        got = [s.recv(100) for _ in range(50)]
+    assert got == [b"%d" % i for i in range(50)]
+
+
+def test_reply_comes_from_the_address_asked(serve):
+    srv = serve("echo", "udp://0.0.0.0:0")
+    port = srv.port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for dst in ("127.0.0.2", "127.0.0.1", "127.0.0.3"):
+            s.sendto(dst.encode(), (dst, port))
+            reply, src = s.recvfrom(100)
+            assert reply == dst.encode()
+            assert src == (dst, port), f"asked {dst}, answered from {src}"
+
+
+def need_ipv6():
+    if not have_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+
+
+def test_ipv6_loopback(serve):
+    need_ipv6()
+    srv = serve("echo", "udp://[::1]:0")
+    assert srv.listeners[0].host == "::1"
+    with udp_socket("::1") as s:
+        s.sendto(b"over six", ("::1", srv.port()))
+        reply, src = s.recvfrom(100)
+    assert reply == b"over six"
+    assert src[:2] == ("::1", srv.port())
+
+
+def test_dual_stack_wildcard_serves_ipv4_and_ipv6(serve):
+    srv = serve("echo", "udp://:0")
+    port = srv.port()
+    with udp_socket("127.0.0.1") as s:
+        s.sendto(b"four", ("127.0.0.1", port))
+        reply, src = s.recvfrom(100)
+    assert (reply, src) == (b"four", ("127.0.0.1", port))
+    need_ipv6()
+    assert srv.listeners[0].host == "::", (
+        f"udp://:0 is not the dual-stack wildcard: {srv.listeners[0]}")
+    with udp_socket("::1") as s:
+        s.sendto(b"six", ("::1", port))
+        reply, src = s.recvfrom(100)
+    assert reply == b"six"
+    assert src[:2] == ("::1", port)
+
+
+def test_dual_stack_reply_comes_from_the_ipv4_address_asked(serve):
+    need_ipv6()
+    srv = serve("echo", "udp://:0")
+    port = srv.port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for dst in ("127.0.0.2", "127.0.0.1"):
+            s.sendto(dst.encode(), (dst, port))
+            reply, src = s.recvfrom(100)
+            assert reply == dst.encode()
+            assert src == (dst, port), f"asked {dst}, answered from {src}"
+
+
+def test_one_server_several_listeners(serve):
+    srv = serve("echo", "udp://127.0.0.1:0", "echo", "udp://127.0.0.2:0",
+                "time", "udp://127.0.0.1:0")
+    assert [tuple(l)[:3] for l in srv.listeners] == [
+        ("echo", "udp", "127.0.0.1"), ("echo", "udp", "127.0.0.2"),
+        ("time", "udp", "127.0.0.1")]
+    assert exchange(srv.addr(0), b"one") == b"one"
+    assert exchange(srv.addr(1), b"two") == b"two"
+    check_time(exchange(srv.addr(2), b""))
+    srv.usr1()
+    assert [srv.served(i) for i in range(3)] == [1, 1, 1]
+
+
+def test_serve_port_in_use_fails_cleanly(duplex):
+    with udp_socket() as busy:
+        port = busy.getsockname()[1]
+        p = run(["serve", "echo", f"udp://127.0.0.1:{port}"], timeout=5)
+    assert p.returncode == 1, p
+    assert str(port) in one_error_line(p)
+    assert b"serving" not in p.stdout
+
+
+# ---------------------------------------------------------------------------
+# unixgram
+# ---------------------------------------------------------------------------
+
+def test_unixgram_bound_client_gets_echo(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    srv = serve("echo", f"unixgram://{path}")
+    assert srv.listeners[0].path == path
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.sendto(b"over unix", path)
+        reply, src = c.recvfrom(100)
+    assert reply == b"over unix"
+    assert src == path
+
+
+def test_unixgram_zero_length_datagram(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    serve("echo", f"unixgram://{path}")
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.sendto(b"", path)
+        assert c.recvfrom(100) == (b"", path)
+
+
+def test_unixgram_unbound_client_is_counted_no_reply_address(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    srv = serve("echo", f"unixgram://{path}")
+    with unix_dgram() as c:
+        c.sendto(b"who am i", path)
+    # a bound client after it shows the server kept serving
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.sendto(b"next", path)
+        assert c.recv(100) == b"next"
+    counters = srv.usr1()
+    assert counters["no-reply-address"] == 1
+    assert srv.served(0) == 1
+
+
+def test_unixgram_socket_file_removed_on_sigterm(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    srv = serve("echo", f"unixgram://{path}")
+    assert os.path.exists(path)
+    assert srv.stop() == 0
+    assert not os.path.exists(path), "socket file left behind after SIGTERM"
+
+
+def test_unixgram_stale_socket_file_is_replaced(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    first = serve("echo", f"unixgram://{path}")
+    os.kill(first.pid, signal.SIGKILL)
+    first.proc.wait(timeout=5)
+    assert os.path.exists(path), "precondition: SIGKILL leaves the file"
+    second = serve("echo", f"unixgram://{path}")
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.sendto(b"fresh", path)
+        assert c.recv(100) == b"fresh"
+    assert second.stop() == 0
+
+
+def test_unixgram_truncated_datagram_is_counted_and_dropped(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    srv = serve("echo", f"unixgram://{path}")
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        c.sendto(b"g" * 70000, path)
+        c.sendto(b"after the giant", path)
+        # the first reply must be the small one: the giant got none
+        assert c.recv(80000) == b"after the giant"
+        assert recv_or_none(c, 0.3) is None
+    counters = srv.usr1()
+    assert counters["truncated"] == 1
+    assert srv.served(0) == 1
+
+
+# ---------------------------------------------------------------------------
+# The other services
+# ---------------------------------------------------------------------------
+
+def test_discard_gives_no_reply(serve):
+    srv = serve("discard", "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"into the void", timeout=1) is None
+    srv.usr1()
+    assert srv.served(0) == 1, "the datagram never reached discard"
+
+
+def test_chargen_replies_follow_rfc864(serve):
+    srv = serve("chargen", "udp://127.0.0.1:0")
+    lengths = []
+    with udp_socket() as s:
+        for _ in range(15):
+            s.sendto(b"any content", srv.addr())
+            reply = s.recv(70000)
+            assert len(reply) <= 512
+            assert reply == chargen_stream(len(reply)), (
+                f"not the RFC 864 pattern: {reply[:80]!r}...")
+            lengths.append(len(reply))
+    assert len(set(lengths)) > 1, f"chargen lengths never vary: {lengths}"
+    assert max(lengths) > 74, f"no reply longer than one line: {lengths}"
+
+
+def test_qotd_builtin_quote(serve):
+    srv = serve("qotd", "udp://127.0.0.1:0")
+    reply = exchange(srv.addr(), b"")
+    assert reply is not None
+    assert 0 < len(reply) <= 512
+
+
+def test_qotd_quotes_file(serve, tmp_path):
+    quotes = ["The first quotation.\n",
+              "A second one,\nover two lines.\n",
+              "Third.\n"]
+    f = tmp_path / "quotes"
+    f.write_text("%\n".join(quotes))
+    srv = serve("--quotes", str(f), "qotd", "udp://127.0.0.1:0")
+    wanted = {q.rstrip("\r\n") for q in quotes}
+    seen = set()
+    with udp_socket() as s:
+        for _ in range(15):
+            s.sendto(b"\n", srv.addr())
+            reply = s.recv(1000).decode().rstrip("\r\n")
+            assert reply in wanted, f"not one of the quotations: {reply!r}"
+            seen.add(reply)
+    assert len(seen) > 1, "qotd always picks the same quotation"
+
+
+def one_error_line(p):
+    lines = p.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got {lines}"
+    return lines[0]
+
+
+def test_qotd_quote_too_long_is_clean_error(duplex, tmp_path):
+    f = tmp_path / "long-quotes"
+    f.write_text("short one\n%\n" + "x" * 600 + "\n%\nlast\n")
+    p = run(["serve", "--quotes", str(f), "qotd", "udp://127.0.0.1:0"],
+            timeout=5)
+    assert p.returncode == 2
+    assert str(f) in one_error_line(p)
+    assert b"serving" not in p.stdout
+
+
+def test_qotd_missing_quotes_file_is_clean_error(duplex, tmp_path):
+    f = tmp_path / "no-such-quotes"
+    p = run(["serve", "--quotes", str(f), "qotd", "udp://127.0.0.1:0"],
+            timeout=5)
+    assert p.returncode == 2
+    assert str(f) in one_error_line(p)
+    assert b"serving" not in p.stdout
+
+
+# ---------------------------------------------------------------------------
+# exec:PROGRAM
+# ---------------------------------------------------------------------------
+
+def test_exec_cat_echoes(serve):
+    srv = serve("exec:/bin/cat", "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"through cat\n") == b"through cat\n"
+    assert exchange(srv.addr(), b"again") == b"again"
+
+
+def test_exec_cat_largest_datagram(serve):
+    srv = serve("exec:/bin/cat", "udp://127.0.0.1:0")
+    data = random.Random(7).randbytes(DGRAM_MAX)
+    assert exchange(srv.addr(), data, timeout=5) == data
+
+
+def test_exec_env_is_exactly_the_whitelist(serve):
+    env = dict(os.environ, FOO="bar",
+               LD_PRELOAD="/nonexistent/dxt-preload.so",
+               LD_LIBRARY_PATH="/tmp", BASH_ENV="/tmp/dxt-bash-env")
+    srv = serve("exec:/usr/bin/env", "udp://127.0.0.1:0", env=env)
+    with udp_socket() as s:
+        s.sendto(b"", srv.addr())
+        reply = s.recv(70000).decode()
+        client_port = s.getsockname()[1]
+    got = dict(line.split("=", 1) for line in reply.splitlines())
+    assert set(got) == {"PATH", "PROTO", "UDPLOCALIP", "UDPLOCALPORT",
+                        "UDPREMOTEIP", "UDPREMOTEPORT"}, reply
+    assert got["PROTO"] == "UDP"
+    assert got["UDPLOCALIP"] == "127.0.0.1"
+    assert got["UDPLOCALPORT"] == str(srv.port())
+    assert got["UDPREMOTEIP"] == "127.0.0.1"
+    assert got["UDPREMOTEPORT"] == str(client_port)
+
+
+def test_exec_timeout_kills_the_run(serve):
+    srv = serve("--exec-timeout", "300ms", "exec:/bin/sleep 5",
+                "udp://127.0.0.1:0", "echo", "udp://127.0.0.1:0")
+    with udp_socket() as slow, udp_socket() as quick:
+        t0 = time.monotonic()
+        slow.sendto(b"wake me", srv.addr(0))
+        quick.sendto(b"still there?", srv.addr(1))
+        # the iterative server answers again once the run is killed
+        assert recv_or_none(quick, 2.0) == b"still there?"
+        assert recv_or_none(slow, max(0.1, 2.0 - (time.monotonic() - t0))) \
+            is None
+    counters = srv.usr1()
+    assert counters["service-failed"] == 1
+
+
+def children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigterm_during_exec_run_exits_within_1s(serve):
+    """SIGTERM stops the server within 1 s even while an exec: run is
+    under way (default exec timeout 10 s), and the run does not outlive
+    the server."""
+    srv = serve("exec:/bin/sleep 7", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        s.sendto(b"", srv.addr())
+    deadline = time.monotonic() + 2
+    while not children_of(srv.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kids = children_of(srv.pid)
+    assert kids, "precondition: the exec: run did not start"
+    t0 = time.monotonic()
+    try:
+        rc = srv.stop(timeout=2)
+        took = time.monotonic() - t0
+        left = [k for k in kids if os.path.exists(f"/proc/{k}")
+                and open(f"/proc/{k}/stat").read().split()[2] != "Z"]
+    finally:
+        for k in kids:          # our own grandchildren, by pid
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert rc == 0
+    assert took < 1.0, f"SIGTERM took {took:.2f} s during an exec: run"
+    assert not left, f"exec: run {left} outlived the server"
+
+
+def test_exec_failing_program_is_counted(serve):
+    srv = serve("exec:/bin/false", "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"x", timeout=1) is None
+    assert srv.usr1()["service-failed"] == 1
+
+
+# ---------------------------------------------------------------------------
+# Signals, counters, bad input
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_with_exit_0_within_1s(serve, sig):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"x") == b"x"
+    t0 = time.monotonic()
+    assert srv.stop(sig) == 0
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_sigusr1_prints_counters(serve):
+    srv = serve("echo", "udp://127.0.0.1:0", "discard", "udp://127.0.0.1:0")
+    for i in range(3):
+        assert exchange(srv.addr(0), b"%d" % i) == b"%d" % i
+    exchange(srv.addr(1), b"gone", timeout=0.3)
+    counters = srv.usr1()
+    assert list(counters) == list(DROP_NAMES)
+    assert all(v == 0 for v in counters.values()), counters
+    assert srv.served(0) == 3
+    assert srv.served(1) == 1
+    assert srv.running(), "SIGUSR1 must not stop the server"
+    assert exchange(srv.addr(0), b"more") == b"more"
+    assert srv.stop() == 0
+    # the counters are printed once more at exit
+    assert srv.served(0) == 4
+
+
+@pytest.mark.parametrize("args,quoted", [
+    (["echo", "udp://127.0.0.1:65536"], "udp://127.0.0.1:65536"),
+    (["nosuchservice", "udp://127.0.0.1:0"], "nosuchservice"),
+    (["exec:bin/cat", "udp://127.0.0.1:0"], "exec:bin/cat"),
+    (["--budget", "lots", "chargen", "udp://127.0.0.1:0"], "lots"),
+    (["--exec-timeout", "soon", "echo", "udp://127.0.0.1:0"], "soon"),
+    (["echo", "udp://127.0.0.1:0", "daytime"], None),
+    (["echo"], None),
+], ids=["port-65536", "unknown-service", "exec-relative", "bad-budget",
+        "bad-exec-timeout", "odd-args-3", "odd-args-1"])
+def test_serve_bad_input_exits_2(duplex, args, quoted):
+    p = run(["serve", *args], timeout=5)
+    assert p.returncode == 2, p
+    line = one_error_line(p)
+    assert line.startswith("duplex: ")
+    if quoted is None:
+        assert "pair" in line, f"does not say what is wrong: {line!r}"
+    else:
+        assert f"'{quoted}'" in line, f"does not quote the input: {line!r}"
+    assert b"serving" not in p.stdout
+
+
+# ---------------------------------------------------------------------------
+# The guard: reflection
+# ---------------------------------------------------------------------------
+
+def bind_source(port, alternatives=(), host="127.0.0.1"):
+    """A UDP socket bound to HOST:PORT, or to the first free one of
+    ALTERNATIVES; skips when none is free."""
+    for p in (port, *alternatives):
+        try:
+            return udp_socket(host, p, reuse=True)
+        except OSError:
+            continue
+    pytest.skip(f"source port {port} (and alternatives) in use")
+
+
+@needs_root
+def test_guard_drops_privileged_and_nfs_source_ports(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    low = range(600, 1000)
+    socks = [bind_source(7, low), bind_source(19, low),
+             bind_source(1023, low), bind_source(2049)]
+    try:
+        for s in socks:
+            s.sendto(b"reflect me", srv.addr())
+        for s in socks:
+            assert recv_or_none(s, 1.0 if s is socks[0] else 0.05) is None, (
+                f"replied to source port {s.getsockname()[1]}")
+    finally:
+        for s in socks:
+            s.close()
+    counters = srv.usr1()
+    assert counters["source-port"] == 4
+    assert srv.served(0) == 0
+
+
+@needs_root
+def test_guard_answers_unprivileged_source_ports(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    for port in (1024, 2048, 2050, 0):
+        with bind_source(port, range(30000, 30100)) as s:
+            s.sendto(b"fine", srv.addr())
+            assert recv_or_none(s, 2.0) == b"fine", (
+                f"no reply to source port {s.getsockname()[1]}")
+    assert srv.usr1()["source-port"] == 0
+
+
+@needs_root
+def test_no_guard_answers_privileged_source_port(serve):
+    srv = serve("--no-guard", "echo", "udp://127.0.0.1:0")
+    with bind_source(1023, range(600, 1000)) as s:
+        s.sendto(b"unguarded", srv.addr())
+        assert recv_or_none(s, 2.0) == b"unguarded"
+
+
+@needs_root
+def test_guard_drops_source_port_zero(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    send_raw_udp("127.0.0.1", 0, "127.0.0.1", srv.port(), b"port zero")
+    time.sleep(0.3)
+    counters = srv.usr1()
+    assert counters["source-port"] + counters["bad-source"] == 1, counters
+    assert counters["send-failed"] == 0, "it tried to reply to port 0"
+    assert srv.served(0) == 0
+
+
+@needs_root
+def test_guard_drops_multicast_and_broadcast_sources(serve):
+    srv = serve("echo", "udp://127.0.0.1:0")
+    for src in ("224.0.0.5", "255.255.255.255"):
+        send_raw_udp(src, 5000, "127.0.0.1", srv.port(), b"bad source")
+    # a good datagram after them shows they were all read
+    assert exchange(srv.addr(), b"good") == b"good"
+    counters = srv.usr1()
+    assert counters["bad-source"] == 2, counters
+    assert counters["send-failed"] == 0
+    assert srv.served(0) == 1
+
+
+@needs_root
+def test_guard_drops_privileged_ipv6_source_port(serve):
+    need_ipv6()
+    srv = serve("echo", "udp://[::1]:0")
+    with bind_source(1023, range(600, 1000), host="::1") as s:
+        s.sendto(b"reflect me", ("::1", srv.port()))
+        assert recv_or_none(s, 1.0) is None
+    assert srv.usr1()["source-port"] == 1
+
+
+BROADCAST_CLIENT = """
+import socket, sys
+port = int(sys.argv[1])
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+c.settimeout(1)
+c.sendto(b"to all", ("10.201.0.255", port))
+try:
+    print("broadcast answered:", c.recv(100))
+except socket.timeout:
+    print("broadcast unanswered")
+c.sendto(b"to one", ("10.201.0.1", port))
+c.settimeout(2)
+print("unicast answered:", c.recv(100))
+"""
+
+
+def test_guard_drops_datagrams_sent_to_broadcast(serve, netns):
+    """In a namespace of our own: a veth with 10.201.0.1/24 (broadcast
+    10.201.0.255) and a server on the wildcard."""
+    p = in_netns(netns, ["ip", "link", "add", "v0", "type", "veth", "peer",
+                         "name", "v1"])
+    if p.returncode != 0:
+        pytest.skip(f"cannot create a veth pair: {p.stderr.decode()}")
+    for cmd in (["ip", "addr", "add", "10.201.0.1/24", "brd", "10.201.0.255",
+                 "dev", "v0"],
+                ["ip", "link", "set", "v1", "up"],
+                ["ip", "link", "set", "v0", "up"]):
+        p = in_netns(netns, cmd)
+        assert p.returncode == 0, p.stderr
+    srv = serve("echo", "udp://0.0.0.0:0", netns=netns)
+    p = in_netns(netns, ["/usr/bin/python3", "-c", BROADCAST_CLIENT,
+                         str(srv.port())])
+    out = p.stdout.decode()
+    assert p.returncode == 0, (out, p.stderr.decode())
+    assert "unicast answered: b'to one'" in out
+    assert "broadcast unanswered" in out, out
+    assert srv.usr1()["broadcast-destination"] == 1
+
+
+@needs_root
+def test_guard_drops_own_port_source(serve):
+    srv = serve("echo", "udp://127.0.0.1:0", "chargen", "udp://127.0.0.1:0")
+    echo_port, chargen_port = srv.port(0), srv.port(1)
+    send_raw_udp("127.0.0.1", chargen_port, "127.0.0.1", echo_port,
+                 b"start a loop")
+    time.sleep(0.5)
+    counters = srv.usr1()
+    assert counters["own-port"] == 1, counters
+    assert srv.served(0) == 0
+    assert srv.served(1) == 0, "chargen was reached: a loop started"
+
+
+def test_two_servers_cannot_loop(serve, netns):
+    """echo on 10007 and chargen on 10019, separate servers, in a
+    namespace of our own; a datagram to echo spoofed from chargen's port
+    must not start the classic echo <-> chargen loop."""
+    echo = serve("echo", "udp://127.0.0.1:10007", netns=netns)
+    chargen = serve("chargen", "udp://127.0.0.1:10019", netns=netns)
+    send_raw_udp("127.0.0.1", 10019, "127.0.0.1", 10007, b"ping pong",
+                 netns=netns)
+    time.sleep(2)
+    ce = echo.usr1()
+    chargen.usr1()
+    assert ce["own-port"] == 1, ce
+    assert echo.served(0) == 0
+    assert chargen.served(0) == 0
+    assert echo.stop() == 0
+    assert chargen.stop() == 0
+
+
+# ---------------------------------------------------------------------------
+# The guard: reply budget
+# ---------------------------------------------------------------------------
+
+def test_budget_limits_one_source_not_another(serve):
+    srv = serve("chargen", "udp://127.0.0.1:0")
+    with udp_socket() as greedy:
+        replies, took = flood(greedy, srv.addr(), 200)
+        assert took < 1.0, f"precondition: 200 sends took {took:.2f} s"
+    assert 20 <= len(replies) <= 40, f"{len(replies)} replies of 200"
+    with udp_socket("127.0.0.2") as other:
+        for i in range(5):
+            other.sendto(b"me too", srv.addr())
+            assert recv_or_none(other, 2.0) is not None, (
+                f"second source refused at its request {i + 1} of 5")
+    counters = srv.usr1()
+    assert counters["over-budget"] >= 100, counters
+
+
+def test_budget_option_lets_more_through(serve):
+    srv = serve("--budget", "1000/s", "chargen", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        replies, took = flood(s, srv.addr(), 200)
+        assert took < 1.0
+    assert len(replies) > 40, f"only {len(replies)} replies at 1000/s"
+
+
+def test_budget_bytes_limits_reply_bytes(serve):
+    srv = serve("--budget", "1000/s", "--budget-bytes", "2000/s",
+                "chargen", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        t0 = time.monotonic()
+        replies, _ = flood(s, srv.addr(), 60)
+        took = time.monotonic() - t0
+    total = sum(map(len, replies))
+    # a full bucket, one reply that may overdraw it, and the refill
+    assert total <= 2000 + 512 + 2000 * took + 1, (total, took)
+    assert srv.usr1()["over-budget"] > 0
+
+
+def test_no_guard_for_one_service_only(serve):
+    srv = serve("--no-guard=chargen", "chargen", "udp://127.0.0.1:0",
+                "daytime", "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        free, _ = flood(s, srv.addr(0), 200)
+    assert len(free) > 150, f"chargen without guard: {len(free)} of 200"
+    assert srv.usr1()["over-budget"] == 0
+    with udp_socket() as s:
+        limited, _ = flood(s, srv.addr(1), 200)
+    assert len(limited) <= 40, f"daytime lost its budget: {len(limited)}"
+    assert srv.usr1()["over-budget"] > 0
+
+
+@needs_root
+def test_no_guard_for_one_service_keeps_guard_on_others(serve):
+    srv = serve("--no-guard=chargen", "chargen", "udp://127.0.0.1:0",
+                "daytime", "udp://127.0.0.1:0")
+    with bind_source(1023, range(600, 1000)) as s:
+        s.sendto(b"", srv.addr(0))
+        assert recv_or_none(s, 2.0) is not None, "chargen is still guarded"
+        s.sendto(b"", srv.addr(1))
+        assert recv_or_none(s, 1.0) is None, "daytime lost its guard"
+    assert srv.usr1()["source-port"] == 1
