@@ -754,7 +754,7 @@ resolve_unix(const struct dx_endpoint *ep, struct dx_addr *out)
 	size_t n = strnlen(ep->path, sizeof(ep->path));
 
 	if (n == 0 || n == sizeof(ep->path))
-		return -DX_EPATH;
+		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->u.un.sun_family = AF_UNIX;
 	if (ep->path[0] == '@') {
@@ -863,9 +863,10 @@ out:
 /*
  * Decisions beyond the header: the count returned is the number of
  * addresses stored (never more than MAX, duplicates dropped); MAX == 0 or
- * a malformed EP is -EINVAL (an empty or unterminated unix path is
- * -DX_EPATH). A non-passive empty host means the loopback addresses, as
- * getaddrinfo() gives for no node name: "tcp://:7" connects locally.
+ * a malformed EP (unknown scheme, unterminated host, empty or
+ * unterminated unix path) is -EINVAL. A non-passive empty host means the
+ * loopback addresses, as getaddrinfo() gives for no node name: "tcp://:7"
+ * connects locally.
  */
 int
 dx_endpoint_resolve(const struct dx_endpoint *ep, unsigned flags,
