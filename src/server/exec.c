@@ -62,7 +62,7 @@ dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
                 int newgroup, _Atomic int *pidp)
 {
 	struct dx_env env;
-	pid_t pid;
+	pid_t pid = -1;
 	int err, status;
 
 	err = dx__exec_env(&env, fd, peer, connnum);
