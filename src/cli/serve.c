@@ -35,7 +35,11 @@ static const char usage[] =
         "services: echo discard chargen qotd daytime time 'exec:PROGRAM ARGS'\n"
         "\n"
         "concurrent server options:\n"
-        "  --model NAME              fork (default)\n"
+        "  --model NAME              fork (default), prefork, thread, epoll "
+        "or\n"
+        "                            uring (docs/models.md)\n"
+        "  --workers N               prefork: worker processes (default: one\n"
+        "                            per CPU)\n"
         "  --max-conns N             at most N connections; then stop\n"
         "                            accepting until one ends\n"
         "  --per-source N            at most N connections per IPv4 address\n"
@@ -157,6 +161,7 @@ static const struct option long_opts[] = {
         {"group", required_argument, NULL, 'g'},
         {"mode", required_argument, NULL, 'm'},
         {"backlog", required_argument, NULL, 'k'},
+        {"workers", required_argument, NULL, 'n'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -256,6 +261,8 @@ apply_number(int c, struct dx_server *srv)
 		srv->max_conns = (size_t)n;
 	else if (c == 'p')
 		srv->per_source = (uint32_t)n;
+	else if (c == 'n')
+		srv->workers = (size_t)n;
 	else
 		srv->backlog = (int)n;
 	return 0;
@@ -268,7 +275,7 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 	char why[256];
 	long long ms;
 
-	if (strchr("McprILWlDAdugmk", c) != NULL && c != 0)
+	if (strchr("McprILWlDAdugmkn", c) != NULL && c != 0)
 		return apply_stream_option(c, srv, o);
 	switch (c) {
 	case 'G':

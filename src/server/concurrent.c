@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,11 +28,12 @@
 extern const struct dx_model dx__model_fork;
 extern const struct dx_model dx__model_epoll;
 extern const struct dx_model dx__model_thread;
+extern const struct dx_model dx__model_prefork;
+extern const struct dx_model dx__model_uring;
 
 static const struct dx_model *const models[] = {
-        &dx__model_fork,
-        &dx__model_thread,
-        &dx__model_epoll,
+        &dx__model_fork,  &dx__model_prefork, &dx__model_thread,
+        &dx__model_epoll, &dx__model_uring,
 };
 
 const struct dx_model *
@@ -46,7 +48,14 @@ dx__model_find(const char *name)
 const char *
 dx__model_names(void)
 {
-	return "fork thread epoll";
+	static char names[64];
+
+	if (names[0] == '\0')
+		for (size_t i = 0; i < DX_ARRAY_LEN(models); i++)
+			snprintf(names + strlen(names),
+			         sizeof(names) - strlen(names), "%s%s",
+			         i ? " " : "", models[i]->name);
+	return names;
 }
 
 static const char *const refuse_names[DX_REFUSE_COUNT] = {
@@ -77,6 +86,7 @@ dx__stream_open(struct dx_server *srv)
 	if (srv->sources.slots == NULL)
 		return -ENOMEM;
 	srv->sources.cap = cap;
+	srv->src = &srv->sources;
 	srv->rate_tokens = srv->rate;
 	srv->rate_ms = dx_now_ms();
 	return srv->model->start ? srv->model->start(srv) : 0;
@@ -113,18 +123,32 @@ refuse(struct dx_server *srv, enum dx_refuse why, const struct dx_addr *peer)
 }
 
 /* Stops or restarts watching the stream listeners. */
+uint32_t
+dx__listener_events(const struct dx_server *srv)
+{
+	/* Worker processes sharing a listener: wake one, not all. */
+	return EPOLLIN | (srv->exclusive ? EPOLLEXCLUSIVE : 0);
+}
+
+/*
+ * Stops or restarts watching the stream listeners. Removed and added
+ * again rather than modified: EPOLLEXCLUSIVE allows no EPOLL_CTL_MOD.
+ */
 static void
 set_paused(struct dx_server *srv, int paused)
 {
+	if (srv->stream_elsewhere)
+		return;
 	for (size_t i = 0; i < srv->nls; i++) {
 		struct dx_listener *l = &srv->ls[i];
-		struct epoll_event ev = {.events = paused ? 0 : EPOLLIN,
+		struct epoll_event ev = {.events = dx__listener_events(srv),
 		                         .data.u64 = i};
 
 		if (l->fd < 0 || l->paused == paused ||
 		    dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
 			continue;
-		epoll_ctl(srv->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+		epoll_ctl(srv->epfd, paused ? EPOLL_CTL_DEL : EPOLL_CTL_ADD,
+		          l->fd, &ev);
 		l->paused = paused;
 	}
 }
@@ -153,7 +177,7 @@ may_accept(struct dx_server *srv)
 
 	if (srv->stop)
 		return 0;
-	if (srv->max_conns && srv->model->active(srv) >= srv->max_conns) {
+	if (srv->max_conns && srv->src->total >= srv->max_conns) {
 		refuse(srv, DX_DEFER_MAX_CONNS, NULL);
 		set_paused(srv, 1);
 		return 0;
@@ -201,12 +225,19 @@ admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
 		return 0;
 	}
 	dx__source_key(peer, key);
-	if ((srv->per_source && peer->u.sa.sa_family != AF_UNIX &&
-	     dx__sources_count(&srv->sources, key) >= srv->per_source) ||
-	    dx__sources_add(&srv->sources, key) < 0) {
+	switch (dx__sources_admit(
+	        srv->src, key,
+	        peer->u.sa.sa_family == AF_UNIX ? 0 : srv->per_source,
+	        srv->max_conns)) {
+	case DX_ADMIT_PER_SOURCE:
 		refuse(srv, DX_REFUSE_PER_SOURCE, peer);
 		return 0;
+	case DX_ADMIT_MAX: /* another worker took the last place */
+		refuse(srv, DX_DEFER_MAX_CONNS, peer);
+		return 0;
 	}
+	if (srv->ledger != NULL)
+		dx__sources_add(srv->ledger, key);
 	return 1;
 }
 
@@ -243,14 +274,16 @@ static void
 maybe_resume(struct dx_server *srv)
 {
 	if (!srv->stop && srv->resume_ms == 0 &&
-	    (!srv->max_conns || srv->model->active(srv) < srv->max_conns))
+	    (!srv->max_conns || srv->src->total < srv->max_conns))
 		set_paused(srv, 0);
 }
 
 void
 dx__stream_released(struct dx_server *srv, const uint8_t key[16])
 {
-	dx__sources_remove(&srv->sources, key);
+	dx__sources_release(srv->src, key);
+	if (srv->ledger != NULL)
+		dx__sources_remove(srv->ledger, key);
 	maybe_resume(srv);
 }
 
@@ -285,6 +318,8 @@ void
 dx__stream_stop(struct dx_server *srv)
 {
 	set_paused(srv, 1);
+	if (srv->model->stop != NULL)
+		srv->model->stop(srv);
 	if (srv->model->active(srv) == 0)
 		return;
 	dx__log(srv, DX_LOG_INFO, "waiting up to %lld ms for %zu connections",

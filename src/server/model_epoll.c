@@ -127,7 +127,7 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 	int err;
 
 	err = dx__exec_env(&env, s->c.fd, peer,
-	                   dx__sources_count(&srv->sources, s->key));
+	                   dx__sources_count(srv->src, s->key));
 	if (err == 0)
 		err = dx__spawn(l->conf.argv, env.vars,
 		                (int[3]){s->c.fd, s->c.fd, 2}, 1, &s->pid);

@@ -113,8 +113,7 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	dx__source_key(peer, key);
 	pid = reserve_slot(st) == 0 ? fork() : -1;
 	if (pid == 0)
-		child_main(srv, l, fd, peer,
-		           dx__sources_count(&srv->sources, key));
+		child_main(srv, l, fd, peer, dx__sources_count(srv->src, key));
 	dx_close(fd);
 	if (pid < 0) {
 		srv->refused[DX_REFUSE_FORK]++;

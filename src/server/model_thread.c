@@ -134,7 +134,7 @@ thread_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		t->peer = *peer;
 		t->fd = fd;
 		memcpy(t->key, key, 16);
-		t->connnum = dx__sources_count(&srv->sources, key);
+		t->connnum = dx__sources_count(srv->src, key);
 		atomic_store(&t->running, 1);
 		atomic_store(&t->pid, 0);
 		t->used = 1;

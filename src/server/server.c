@@ -286,6 +286,23 @@ handle_signals(struct dx_server *srv)
 	return n == -EAGAIN ? 0 : (n < 0 ? (int)n : 0);
 }
 
+/* Watches listener I, unless worker processes serve it or it is closed. */
+static int
+watch_listener(struct dx_server *srv, size_t i)
+{
+	struct dx_listener *l = &srv->ls[i];
+	int stream = dx_scheme_socktype(l->ep.scheme) == SOCK_STREAM;
+	struct epoll_event ev = {.events = stream ? dx__listener_events(srv)
+	                                          : EPOLLIN,
+	                         .data.u64 = i};
+
+	if (l->fd < 0 || (stream && srv->stream_elsewhere))
+		return 0;
+	return epoll_ctl(srv->epfd, EPOLL_CTL_ADD, l->fd, &ev) < 0
+	               ? dx__neg_errno()
+	               : 0;
+}
+
 int
 dx__server_signals(void *ctx)
 {
@@ -342,7 +359,7 @@ dx__server_run(struct dx_server *srv)
 	if (srv->sigfd >= 0)
 		err = watch(srv->epfd, srv->sigfd, SIGNAL_TAG);
 	for (size_t i = 0; i < srv->nls && err == 0; i++)
-		err = watch(srv->epfd, srv->ls[i].fd, i);
+		err = watch_listener(srv, i);
 	while (err == 0 && !finished(srv)) {
 		int64_t next = srv->has_stream
 		                       ? dx__stream_tick(srv, dx_now_ms())

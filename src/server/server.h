@@ -13,6 +13,7 @@
 #include "server/conn.h"
 #include "service/service.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 enum dx_log_level { DX_LOG_ERROR, DX_LOG_WARN, DX_LOG_INFO, DX_LOG_DEBUG };
@@ -69,6 +70,8 @@ struct dx_model {
 	int64_t (*tick)(struct dx_server *srv, int64_t now);
 	/* Connections being served now. */
 	size_t (*active)(const struct dx_server *srv);
+	/* Optional: the server stops accepting (SIGTERM arrived). */
+	void (*stop)(struct dx_server *srv);
 	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
 	void (*terminate)(struct dx_server *srv, int sig);
 	void (*free)(struct dx_server *srv);
@@ -98,15 +101,36 @@ struct dx_source_slot {
 	uint8_t key[16];
 	uint32_t count;
 };
+/*
+ * The table of live connections per source, and their total. LOCK is NULL
+ * for a table one process owns; worker processes share one table in
+ * shared memory under a robust process-shared mutex.
+ */
 struct dx_sources {
 	struct dx_source_slot *slots;
 	size_t cap;
+	size_t total;
+	pthread_mutex_t *lock;
 };
 void dx__source_key(const struct dx_addr *peer, uint8_t key[16]);
 /* Adds one; returns the count after, or -ENOMEM when the table is full. */
 int dx__sources_add(struct dx_sources *s, const uint8_t key[16]);
+/* Removes N (all of them when N exceeds the count). */
+void dx__sources_sub(struct dx_sources *s, const uint8_t key[16], uint32_t n);
 void dx__sources_remove(struct dx_sources *s, const uint8_t key[16]);
 uint32_t dx__sources_count(const struct dx_sources *s, const uint8_t key[16]);
+
+/* What dx__sources_admit() decided. */
+enum { DX_ADMIT_OK, DX_ADMIT_PER_SOURCE, DX_ADMIT_MAX };
+/*
+ * Under the table's lock: admits one more connection from KEY unless the
+ * source already has PER_SOURCE (0: no limit, or a unix peer) or the
+ * total is MAX_TOTAL (0: no limit). Returns a DX_ADMIT_* value.
+ */
+int dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
+                      uint32_t per_source, size_t max_total);
+/* Under the table's lock: releases one connection from KEY. */
+void dx__sources_release(struct dx_sources *s, const uint8_t key[16]);
 
 struct dx_server {
 	struct dx_listener ls[DX_MAX_LISTENERS];
@@ -141,6 +165,11 @@ struct dx_server {
 	int backlog;
 	int unix_mode; /* chmod for unix socket files; -1: umask's */
 	struct dx_sources sources;
+	struct dx_sources *src;    /* &sources, or the workers' shared table */
+	struct dx_sources *ledger; /* a worker's own share, in shared memory */
+	int stream_elsewhere;      /* worker processes serve stream listeners */
+	int exclusive;             /* EPOLLEXCLUSIVE on stream listeners */
+	size_t workers;            /* prefork: how many */
 	uint64_t accepted, refused[DX_REFUSE_COUNT];
 	int64_t refuse_logged_ms[DX_REFUSE_COUNT];
 	int has_stream;
@@ -179,6 +208,8 @@ void dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
 
 /* concurrent.c: the connection-oriented concurrent server. */
 int dx__stream_open(struct dx_server *srv);
+/* The epoll events a stream listener is watched with. */
+uint32_t dx__listener_events(const struct dx_server *srv);
 /* Accepts and admits what waits on L, handing each to the model. */
 void dx__stream_accept(struct dx_server *srv, struct dx_listener *l);
 /* A model's connection from PEER ended. */

@@ -9,6 +9,25 @@
 #include <errno.h>
 #include <string.h>
 
+/*
+ * Takes the table's lock, if it has one. A worker that died holding it
+ * leaves it "owner died": the table is still consistent (every update is
+ * a single count change made before the unlock), so it is marked so.
+ */
+static void
+lock(struct dx_sources *s)
+{
+	if (s->lock != NULL && pthread_mutex_lock(s->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(s->lock);
+}
+
+static void
+unlock(struct dx_sources *s)
+{
+	if (s->lock != NULL)
+		pthread_mutex_unlock(s->lock);
+}
+
 void
 dx__source_key(const struct dx_addr *peer, uint8_t key[16])
 {
@@ -69,10 +88,19 @@ dx__sources_add(struct dx_sources *s, const uint8_t key[16])
 void
 dx__sources_remove(struct dx_sources *s, const uint8_t key[16])
 {
+	dx__sources_sub(s, key, 1);
+}
+
+void
+dx__sources_sub(struct dx_sources *s, const uint8_t key[16], uint32_t n)
+{
 	struct dx_source_slot *slot = s->cap ? lookup(s, key) : NULL;
 	size_t i, j;
 
-	if (slot == NULL || slot->count == 0 || --slot->count > 0)
+	if (slot == NULL || slot->count == 0)
+		return;
+	slot->count = slot->count > n ? slot->count - n : 0;
+	if (slot->count > 0)
 		return;
 	/* Shift later members of the probe run back over the hole. */
 	i = (size_t)(slot - s->slots);
@@ -85,4 +113,33 @@ dx__sources_remove(struct dx_sources *s, const uint8_t key[16])
 			i = j;
 		}
 	}
+}
+
+int
+dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
+                  uint32_t per_source, size_t max_total)
+{
+	int rc = DX_ADMIT_OK;
+
+	lock(s);
+	if (max_total && s->total >= max_total)
+		rc = DX_ADMIT_MAX;
+	else if (per_source && dx__sources_count(s, key) >= per_source)
+		rc = DX_ADMIT_PER_SOURCE;
+	else if (dx__sources_add(s, key) < 0)
+		rc = DX_ADMIT_PER_SOURCE;
+	else
+		s->total++;
+	unlock(s);
+	return rc;
+}
+
+void
+dx__sources_release(struct dx_sources *s, const uint8_t key[16])
+{
+	lock(s);
+	dx__sources_remove(s, key);
+	if (s->total > 0)
+		s->total--;
+	unlock(s);
 }

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * model_prefork.c - N worker processes (default: one per CPU), forked
+ * after the listeners are bound, each running the epoll model on the same
+ * listening sockets (EPOLLEXCLUSIVE wakes one worker per connection).
+ * Because the listener is shared, a worker that dies loses no queued
+ * connection: they wait in the one accept queue for the others. The
+ * master serves the datagram listeners, replaces a dead worker at once (a
+ * worker that dies within a second of starting is replaced a second after
+ * it started, so a crash loop cannot spin), and stops them on SIGTERM.
+ *
+ * The limits stay exact across workers: the live-connection table (per
+ * source, and the total that --max-conns bounds) lives in shared memory
+ * under a robust process-shared mutex, and each worker keeps a ledger of
+ * what it holds there, so the master can give back a dead worker's share.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_WORKERS    64
+#define RESPAWN_MIN_MS 1000
+
+extern const struct dx_model dx__model_epoll;
+
+/* The shared region: the mutex, the tables' headers, then their slots. */
+struct shared {
+	pthread_mutex_t lock;
+	struct dx_sources global;
+	struct dx_sources ledger[MAX_WORKERS];
+};
+
+struct worker {
+	pid_t pid;        /* 0 while waiting to be respawned */
+	int64_t start_ms; /* when it was (or will be) started */
+};
+
+struct prefork_state {
+	struct shared *shm;
+	size_t shm_len, n;
+	struct worker w[MAX_WORKERS];
+};
+
+/* Maps the shared tables: the global one sized like a process's own. */
+static struct shared *
+map_shared(size_t cap, size_t n, size_t *len)
+{
+	size_t slots = cap * (1 + n);
+	struct shared *shm;
+	pthread_mutexattr_t a;
+
+	*len = sizeof(*shm) + slots * sizeof(struct dx_source_slot);
+	shm = mmap(NULL, *len, PROT_READ | PROT_WRITE,
+	           MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (shm == MAP_FAILED)
+		return NULL;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&shm->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	shm->global.slots = (struct dx_source_slot *)(shm + 1);
+	shm->global.cap = cap;
+	shm->global.lock = &shm->lock;
+	for (size_t i = 0; i < n; i++) {
+		shm->ledger[i].slots = shm->global.slots + cap * (i + 1);
+		shm->ledger[i].cap = cap;
+	}
+	return shm;
+}
+
+/* The worker's side: the epoll model on the shared stream listeners. */
+static void __attribute__((noreturn))
+worker_main(struct dx_server *srv, struct prefork_state *st, size_t i)
+{
+	int err;
+
+	/* A worker does not outlive its master. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	for (size_t k = 0; k < srv->nls; k++)
+		if (dx_scheme_socktype(srv->ls[k].ep.scheme) == SOCK_DGRAM &&
+		    srv->ls[k].fd >= 0) {
+			close(srv->ls[k].fd);
+			srv->ls[k].fd = -1;
+		}
+	close(srv->epfd);
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	srv->model = &dx__model_epoll;
+	srv->model_state = NULL;
+	srv->src = &st->shm->global;
+	srv->ledger = &st->shm->ledger[i];
+	srv->stream_elsewhere = 0;
+	srv->exclusive = 1;
+	err = srv->epfd < 0 ? -errno : dx__model_epoll.start(srv);
+	if (err == 0)
+		err = dx__server_run(srv);
+	if (err < 0)
+		dx__log(srv, DX_LOG_ERROR, "worker %zu: %s", i,
+		        dx_strerror(err));
+	_exit(err < 0 ? 1 : 0);
+}
+
+/* Starts worker I now. */
+static int
+spawn_worker(struct dx_server *srv, struct prefork_state *st, size_t i)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		worker_main(srv, st, i);
+	if (pid < 0)
+		return dx__neg_errno();
+	dx_trace("fork() = worker %d", (int)pid);
+	st->w[i].pid = pid;
+	st->w[i].start_ms = dx_now_ms();
+	return 0;
+}
+
+static int
+prefork_start(struct dx_server *srv)
+{
+	struct prefork_state *st = calloc(1, sizeof(*st));
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int err = 0;
+
+	if (st == NULL)
+		return -ENOMEM;
+	srv->model_state = st;
+	st->n = srv->workers ? srv->workers : (ncpu > 0 ? (size_t)ncpu : 1);
+	if (st->n > MAX_WORKERS)
+		st->n = MAX_WORKERS;
+	st->shm = map_shared(srv->sources.cap, st->n, &st->shm_len);
+	if (st->shm == NULL)
+		return -ENOMEM;
+	srv->src = &st->shm->global;
+	srv->stream_elsewhere = 1;
+	for (size_t i = 0; i < st->n && err == 0; i++)
+		err = spawn_worker(srv, st, i);
+	return err;
+}
+
+/* Gives back a dead worker's connections to the shared table. */
+static void
+settle_ledger(struct dx_sources *global, struct dx_sources *ledger)
+{
+	if (pthread_mutex_lock(global->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(global->lock);
+	for (size_t k = 0; k < ledger->cap; k++) {
+		struct dx_source_slot *s = &ledger->slots[k];
+		if (s->count == 0)
+			continue;
+		dx__sources_sub(global, s->key, s->count);
+		global->total -=
+		        s->count < global->total ? s->count : global->total;
+		s->count = 0;
+	}
+	pthread_mutex_unlock(global->lock);
+}
+
+static void
+prefork_child_exited(struct dx_server *srv, pid_t pid, int status)
+{
+	struct prefork_state *st = srv->model_state;
+
+	for (size_t i = 0; i < st->n; i++) {
+		if (st->w[i].pid != pid)
+			continue;
+		st->w[i].pid = 0;
+		settle_ledger(&st->shm->global, &st->shm->ledger[i]);
+		if (srv->stop)
+			return;
+		dx__log(srv, DX_LOG_WARN, "worker %d %s %d; replacing it",
+		        (int)pid,
+		        WIFSIGNALED(status) ? "killed by signal" : "exited",
+		        WIFSIGNALED(status) ? WTERMSIG(status)
+		                            : WEXITSTATUS(status));
+		if (dx_now_ms() >= st->w[i].start_ms + RESPAWN_MIN_MS)
+			spawn_worker(srv, st, i);
+		else
+			st->w[i].start_ms += RESPAWN_MIN_MS;
+		return;
+	}
+}
+
+/* Respawns workers whose crash-loop delay is over; returns the next one. */
+static int64_t
+prefork_tick(struct dx_server *srv, int64_t now)
+{
+	struct prefork_state *st = srv->model_state;
+	int64_t next = DX_FOREVER;
+
+	for (size_t i = 0; i < st->n && !srv->stop; i++) {
+		if (st->w[i].pid != 0)
+			continue;
+		if (now >= st->w[i].start_ms && spawn_worker(srv, st, i) < 0)
+			st->w[i].start_ms = now + RESPAWN_MIN_MS;
+		if (st->w[i].pid == 0 && st->w[i].start_ms < next)
+			next = st->w[i].start_ms;
+	}
+	return next;
+}
+
+/* The master's units are its workers; connections live in them. */
+static size_t
+prefork_active(const struct dx_server *srv)
+{
+	const struct prefork_state *st = srv->model_state;
+	size_t live = 0;
+
+	for (size_t i = 0; st != NULL && i < st->n; i++)
+		live += st->w[i].pid > 0;
+	return live;
+}
+
+static void
+prefork_terminate(struct dx_server *srv, int sig)
+{
+	struct prefork_state *st = srv->model_state;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].pid > 0)
+			kill(st->w[i].pid, sig);
+}
+
+/* SIGTERM: each worker stops accepting and drains on its own. */
+static void
+prefork_stop(struct dx_server *srv)
+{
+	prefork_terminate(srv, SIGTERM);
+}
+
+/* The master never accepts; this is only here to satisfy the contract. */
+static void
+prefork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
+              const struct dx_addr *peer)
+{
+	(void)srv;
+	(void)l;
+	(void)peer;
+	dx_close(fd);
+}
+
+static void
+prefork_free(struct dx_server *srv)
+{
+	struct prefork_state *st = srv->model_state;
+
+	if (st == NULL)
+		return;
+	if (st->shm != NULL)
+		munmap(st->shm, st->shm_len);
+	srv->src = &srv->sources;
+	free(st);
+	srv->model_state = NULL;
+}
+
+const struct dx_model dx__model_prefork = {
+        .name = "prefork",
+        .start = prefork_start,
+        .serve = prefork_serve,
+        .child_exited = prefork_child_exited,
+        .tick = prefork_tick,
+        .active = prefork_active,
+        .stop = prefork_stop,
+        .terminate = prefork_terminate,
+        .free = prefork_free,
+};
