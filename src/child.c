@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * child.c - runs a program for a connection or a datagram the way a
- * careful inetd does: the given descriptors become 0, 1 and 2 and every
- * other descriptor is closed, every signal disposition is reset to its
- * default and the mask emptied, the program leads a process group of its
+ * careful inetd does (fork and execve, so that nothing of the server's
+ * signal state can survive into the program): the given descriptors become 0, 1
+ * and 2 and every other descriptor is closed, every signal disposition is reset
+ * to its default and the mask emptied, the program leads a process group of its
  * own (so a timeout can end it together with its children), and it sees
  * only the environment it is given.
  */
 #include "child.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,59 +24,92 @@
 /* The fixed PATH every spawned program gets. */
 const char dx__spawn_path[] = "PATH=/usr/local/bin:/usr/bin:/bin";
 
-static int
-setup_actions(posix_spawn_file_actions_t *fa, const int fds[3])
-{
-	int err = 0;
+/*
+ * The kernel's sigaction, for rt_sigaction(2) directly: glibc's wrappers
+ * refuse to touch the signals it reserves for itself (32, 33), and its
+ * posix_spawn leaves those ignored in the child, where an ignored signal
+ * survives exec. So the child resets every disposition here itself.
+ */
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	uint64_t mask;
+};
 
-	for (int i = 0; i < 3 && err == 0; i++)
-		err = posix_spawn_file_actions_adddup2(fa, fds[i], i);
-	if (err == 0)
-		err = posix_spawn_file_actions_addclosefrom_np(fa, 3);
-	return -err;
+#define KERNEL_NSIG 64
+
+/* In the child: every signal to its default action, none blocked. */
+static void
+reset_signals(void)
+{
+	struct kernel_sigaction dfl = {.handler = SIG_DFL};
+	uint64_t none = 0;
+
+	for (int sig = 1; sig <= KERNEL_NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL,
+			        sizeof(none));
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 }
 
+/*
+ * In the child: FDS become 0, 1, 2 and every other descriptor is closed
+ * at exec (marked close-on-exec, so the error pipe lives until then).
+ */
 static int
-setup_attr(posix_spawnattr_t *attr, int newgroup)
+setup_fds(const int fds[3])
 {
-	sigset_t all, none;
+	for (int i = 0; i < 3; i++) {
+		if (fds[i] == i ? fcntl(i, F_SETFD, 0) < 0
+		                : dup2(fds[i], i) < 0)
+			return -1;
+	}
+	return close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+}
+
+/* The child's side: never returns; reports a failed exec on ERRPIPE. */
+static void __attribute__((noreturn))
+child_exec(char *const argv[], char *const envp[], const int fds[3],
+           int newgroup, int errpipe)
+{
 	int err;
 
-	sigfillset(&all);
-	sigemptyset(&none);
-	err = posix_spawnattr_setflags(
-	        attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-	                      (newgroup ? POSIX_SPAWN_SETPGROUP : 0));
-	if (err == 0)
-		err = posix_spawnattr_setsigdefault(attr, &all);
-	if (err == 0)
-		err = posix_spawnattr_setsigmask(attr, &none);
-	if (err == 0)
-		err = posix_spawnattr_setpgroup(attr, 0);
-	return -err;
+	reset_signals();
+	if ((newgroup && setpgid(0, 0) < 0) || setup_fds(fds) < 0)
+		err = errno;
+	else {
+		execve(argv[0], argv, envp);
+		err = errno;
+	}
+	(void)!write(errpipe, &err, sizeof(err));
+	_exit(127);
 }
 
 int
 dx__spawn(char *const argv[], char *const envp[], const int fds[3],
           int newgroup, pid_t *pid)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	int err;
+	int errpipe[2], err = 0;
+	ssize_t n;
 
-	if (posix_spawn_file_actions_init(&fa) != 0)
-		return -ENOMEM;
-	if (posix_spawnattr_init(&attr) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		return -ENOMEM;
+	if (pipe2(errpipe, O_CLOEXEC) < 0)
+		return dx__neg_errno();
+	*pid = fork();
+	if (*pid == 0)
+		child_exec(argv, envp, fds, newgroup, errpipe[1]);
+	if (*pid < 0)
+		err = dx__neg_errno();
+	close(errpipe[1]);
+	/* End of file: the exec happened. Four bytes: why it did not. */
+	n = err ? 0
+	        : dx_read_full(errpipe[0], &err, sizeof(err), DX_FOREVER, NULL);
+	close(errpipe[0]);
+	if (n == (ssize_t)sizeof(err)) {
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		err = -err;
 	}
-	err = setup_actions(&fa, fds);
-	if (err == 0)
-		err = setup_attr(&attr, newgroup);
-	if (err == 0)
-		err = -posix_spawn(pid, argv[0], &fa, &attr, argv, envp);
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
 	if (err == 0)
 		dx_trace("spawn(%s) = pid %d", argv[0], (int)*pid);
 	return err;
@@ -156,4 +194,15 @@ dx__env_add_peercred(struct dx_env *env, int fd)
 		err = dx__env_add(env, "UNIXREMOTEEGID", num);
 	snprintf(num, sizeof(num), "%d", (int)cred.pid);
 	return err ? err : dx__env_add(env, "UNIXREMOTEPID", num);
+}
+
+int
+dx__set_nonblock(int fd, int on)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0)
+		return dx__neg_errno();
+	flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+	return fcntl(fd, F_SETFL, flags) < 0 ? dx__neg_errno() : 0;
 }

@@ -35,7 +35,8 @@ int dx__env_ucspi(struct dx_env *env, const char *proto,
 int dx__env_add(struct dx_env *env, const char *name, const char *value);
 
 /*
- * Starts ARGV[0] (an absolute path) with FDS as its descriptors 0, 1, 2,
+ * Starts ARGV[0] (an absolute path) with FDS as its descriptors 0, 1, 2
+ * (each FDS[i] is either i or a descriptor above 2),
  * no other descriptor open, default signal dispositions, an empty signal
  * mask, and ENVP. With NEWGROUP it leads a process group of its own (so
  * a timeout can end it with its children); otherwise it stays in the
@@ -50,6 +51,13 @@ int dx__spawn(char *const argv[], char *const envp[], const int fds[3],
  * socket FD's SO_PEERCRED. Returns 0 or -E2BIG.
  */
 int dx__env_add_peercred(struct dx_env *env, int fd);
+
+/*
+ * Sets or clears O_NONBLOCK on FD's open file. A program is given its
+ * socket blocking, as any program expects its standard input and output;
+ * the server sets it back before it drains the socket itself.
+ */
+int dx__set_nonblock(int fd, int on);
 
 /* pidfd_open(2): a descriptor that polls readable when PID exits. */
 int dx__pidfd_open(pid_t pid);

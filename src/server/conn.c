@@ -150,6 +150,17 @@ pending(const struct dx_conn *c)
 	return c->out_off < c->out_len;
 }
 
+/*
+ * Output is waiting on the peer: bytes queued, or a service (chargen)
+ * that produces as fast as the peer reads. The write timeout runs then.
+ */
+static int
+waiting_to_write(const struct dx_conn *c)
+{
+	return pending(c) ||
+	       ((c->flags & DX_CONN_WANT_WRITE) && !(c->flags & DX_CONN_DONE));
+}
+
 short
 dx__conn_events(const struct dx_conn *c)
 {
@@ -283,7 +294,7 @@ dx__conn_deadline(const struct dx_conn *c, const struct dx_conn_limits *lim)
 
 	d = earliest(d, c->started_ms, lim->lifetime_ms);
 	d = earliest(d, c->active_ms, lim->idle_ms);
-	if (pending(c))
+	if (waiting_to_write(c))
 		d = earliest(d, c->wrote_ms, lim->write_timeout_ms);
 	if (c->flags & DX_CONN_SHUT_WR)
 		d = earliest(d, c->drain_ms, lim->linger_ms);
@@ -299,7 +310,7 @@ dx__conn_expired(const struct dx_conn *c, const struct dx_conn_limits *lim,
 		return DX_END_LINGER;
 	if (lim->lifetime_ms > 0 && now >= c->started_ms + lim->lifetime_ms)
 		return DX_END_LIFETIME;
-	if (pending(c) && lim->write_timeout_ms > 0 &&
+	if (waiting_to_write(c) && lim->write_timeout_ms > 0 &&
 	    now >= c->wrote_ms + lim->write_timeout_ms)
 		return DX_END_WRITE_STALL;
 	if (lim->idle_ms > 0 && now >= c->active_ms + lim->idle_ms)

@@ -67,6 +67,8 @@ dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
 
 	err = dx__exec_env(&env, fd, peer, connnum);
 	if (err == 0)
+		err = dx__set_nonblock(fd, 0);
+	if (err == 0)
 		err = dx__spawn(l->conf.argv, env.vars, (int[3]){fd, fd, 2},
 		                newgroup, &pid);
 	if (err < 0) {
@@ -85,6 +87,7 @@ dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
 		dx_close(fd);
 		return DX_END_LIFETIME;
 	}
+	dx__set_nonblock(fd, 1);
 	err = dx__linger_close(fd, lim->linger_ms);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? err
 	                                                     : DX_END_ERROR;

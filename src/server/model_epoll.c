@@ -129,6 +129,8 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 	err = dx__exec_env(&env, s->c.fd, peer,
 	                   dx__sources_count(srv->src, s->key));
 	if (err == 0)
+		err = dx__set_nonblock(s->c.fd, 0);
+	if (err == 0)
 		err = dx__spawn(l->conf.argv, env.vars,
 		                (int[3]){s->c.fd, s->c.fd, 2}, 1, &s->pid);
 	if (err == 0) {
@@ -188,6 +190,7 @@ exec_exited(struct dx_server *srv, struct slot *s)
 		return;
 	}
 	/* Now as any finished connection: half-close, drain, close. */
+	dx__set_nonblock(s->c.fd, 1);
 	end = dx__conn_end_output(&s->c, dx_now_ms());
 	if (end == DX_END_NONE && update_events(srv, s) < 0)
 		end = DX_END_ERROR;

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * chargen.c - the Character Generator Protocol (RFC 864). The pattern is
- * the RFC's: the 95 printable ASCII characters, 72 to a line, each line
- * starting one character later than the one before, lines ending in CR LF.
- * A datagram of any content gets one reply of a random length 0-512.
+ * chargen.c - the Character Generator Protocol (RFC 864), byte for byte
+ * as xinetd (and the RFC's own example) sends it: lines of 72 characters
+ * and CR LF, drawn from the 93 characters '!' to '}', each line starting
+ * one character later than the one before; the start wraps after 93
+ * lines and the whole pattern repeats every 95 lines (lines 93 and 94
+ * start again at '!' and '"'). A datagram of any content gets one reply
+ * of a random length 0-512 from the start of the pattern.
  */
 #include "service/service.h"
 
 #include <errno.h>
 
-#define CHARGEN_FIRST     32 /* ' ' */
-#define CHARGEN_COUNT     95 /* ' ' .. '~' */
+#define CHARGEN_FIRST     '!'
+#define CHARGEN_RING      93 /* '!' .. '}' */
+#define CHARGEN_PERIOD    95 /* lines before the pattern repeats */
 #define CHARGEN_WIDTH     72
 #define CHARGEN_LINE      (CHARGEN_WIDTH + 2)
 #define CHARGEN_DGRAM_MAX 512
@@ -19,14 +23,16 @@ void
 dx__chargen_fill(uint8_t *out, size_t len, unsigned *line, unsigned *col)
 {
 	for (size_t i = 0; i < len; i++) {
+		unsigned start = *line % CHARGEN_RING;
+
 		if (*col < CHARGEN_WIDTH)
 			out[i] = (uint8_t)(CHARGEN_FIRST +
-			                   (*line + *col) % CHARGEN_COUNT);
+			                   (start + *col) % CHARGEN_RING);
 		else
 			out[i] = *col == CHARGEN_WIDTH ? '\r' : '\n';
 		if (++*col == CHARGEN_LINE) {
 			*col = 0;
-			*line = (*line + 1) % CHARGEN_COUNT;
+			*line = (*line + 1) % CHARGEN_PERIOD;
 		}
 	}
 }

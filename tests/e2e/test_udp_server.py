@@ -54,10 +54,13 @@ def check_time(reply):
 
 
 def chargen_stream(n):
-    """The first N bytes of the RFC 864 pattern."""
+    """The first N bytes of the RFC 864 pattern as xinetd (and the RFC's
+    example) sends it: 72 characters of the ring '!'..'}' (93) and CR LF
+    per line, line k starting at ring[(k mod 95) mod 93]."""
     out, line = bytearray(), 0
     while len(out) < n:
-        out += bytes(32 + (line + c) % 95 for c in range(72)) + b"\r\n"
+        start = (line % 95) % 93
+        out += bytes(0x21 + (start + c) % 93 for c in range(72)) + b"\r\n"
         line += 1
     return bytes(out[:n])
 

@@ -52,20 +52,24 @@ TEST(echo_returns_request_even_empty)
 	CHECK_INT_EQ(serve(&dx__service_discard, "x", 1, NULL), DX_NOREPLY);
 }
 
-TEST(chargen_pattern_is_rfc864)
+TEST(chargen_pattern_is_xinetds)
 {
 	uint8_t buf[74 * 96];
 	unsigned line = 0, col = 0;
 
 	dx__chargen_fill(buf, sizeof(buf), &line, &col);
-	/* Line 0 starts with ' ', line 1 with '!', line 95 wraps to ' '. */
-	CHECK_INT_EQ(buf[0], ' ');
-	CHECK_INT_EQ(buf[71], ' ' + 71);
+	/* Line 0 starts with '!', line 1 with '"'; 93 characters '!'..'}'. */
+	CHECK_INT_EQ(buf[0], '!');
+	CHECK_INT_EQ(buf[71], '!' + 71);
 	CHECK_INT_EQ(buf[72], '\r');
 	CHECK_INT_EQ(buf[73], '\n');
-	CHECK_INT_EQ(buf[74], '!');
-	CHECK_INT_EQ(buf[(size_t)74 * 24 + 71], ' ' + (24 + 71) % 95);
-	CHECK_INT_EQ(buf[(size_t)74 * 95], ' ');
+	CHECK_INT_EQ(buf[74], '"');
+	CHECK_INT_EQ(buf[(size_t)74 * 24 + 71], '!' + (24 + 71) % 93);
+	CHECK_INT_EQ(buf[(size_t)74 * 92], '}');
+	/* Lines 93 and 94 start over at '!' and '"'; so does line 95. */
+	CHECK_INT_EQ(buf[(size_t)74 * 93], '!');
+	CHECK_INT_EQ(buf[(size_t)74 * 94], '"');
+	CHECK_INT_EQ(buf[(size_t)74 * 95], '!');
 	CHECK_INT_EQ(line, 1);
 	CHECK_INT_EQ(col, 0);
 }
@@ -90,7 +94,7 @@ TEST(chargen_datagram_at_most_512)
 		CHECK(n >= 0 && n <= 512);
 		saw_long |= n > 256;
 		if (n > 0)
-			CHECK_INT_EQ(reply[0], ' ');
+			CHECK_INT_EQ(reply[0], '!');
 	}
 	CHECK(saw_long);
 }
@@ -187,7 +191,7 @@ main(void)
 {
 	RUN(table_finds_every_service);
 	RUN(echo_returns_request_even_empty);
-	RUN(chargen_pattern_is_rfc864);
+	RUN(chargen_pattern_is_xinetds);
 	RUN(chargen_fill_resumes_where_it_stopped);
 	RUN(chargen_datagram_at_most_512);
 	RUN(rfc868_time_and_the_2036_wrap);
