@@ -1,0 +1,414 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the concurrent server's limits and its behaviour
+under abuse: --max-conns, --per-source, --allow/--deny, --rate, a low
+descriptor limit, the connection timeouts, and thousands of clients that
+abandon, reset or stop reading. Traffic goes only to 127.0.0.0/8 and ::1.
+Every loop is bounded in count and time; every process started is ended
+by its pid (the serve fixture's teardown)."""
+import os
+import re
+import selectors
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import run
+from test_tcp_server import (children, connect, cpu_seconds, exchange,
+                             fd_count, needs_ipv6, read_to_end, recv_exactly,
+                             rst_close, script, start, v4, wait_for,
+                             wait_no_children)
+
+
+def live_children(srv):
+    return [pid for pid, st in children(srv.pid) if st != "Z"]
+
+
+def listener_inode(port):
+    """The inode of the TCP socket listening on PORT (IPv4 or IPv6)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if int(col[1].rsplit(":", 1)[1], 16) == port and col[3] == "0A":
+                return col[9]
+    pytest.fail(f"no listening socket on port {port}")
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]$", target)
+        if m:
+            out.add(m.group(1))
+    return out
+
+
+def prlimit_nofile(pid, n, soft_only=False):
+    """Sets PID's descriptor limit (both, or only the soft one: raising a
+    hard limit needs CAP_SYS_RESOURCE, which root may lack here)."""
+    value = f"{n}:" if soft_only else f"{n}:{n}"
+    p = subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={value}"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+
+
+def assert_echoes(srv, i=0, text=b"still serving\n", timeout=5.0):
+    with connect(v4(srv, i), timeout=timeout) as s:
+        got, how, _ = exchange(s, text, timeout=timeout)
+    assert (got, how) == (text, "eof")
+
+
+# ---------------------------------------------------------------------------
+# Thousands of broken clients
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["abandon", "reset"])
+def test_thousand_broken_clients_leave_no_zombies_and_no_fds(
+        serve, tmp_path, how):
+    """1,000 connections to an exec line handler that send "abc" and
+    close (abandoned mid-line), or that reset: afterwards no zombie, the
+    server's descriptor count back to its baseline, and it still serves."""
+    prog = script(tmp_path, "line.sh", 'read line; echo "$line"\n')
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "--drain", "1s")
+    with connect(srv.addr()) as s:  # the baseline of a server that served
+        assert exchange(s, b"first\n")[:2] == (b"first\n", "eof")
+    wait_for(lambda: children(srv.pid) == [], 5, what="first child reaped")
+    base = fd_count(srv.pid)
+    t0 = time.monotonic()
+    for i in range(1000):
+        s = connect(srv.addr())
+        if how == "abandon":
+            s.sendall(b"abc")
+            s.close()
+        else:
+            rst_close(s)
+        assert time.monotonic() - t0 < 60, f"1,000 connects: stuck at {i}"
+    wait_no_children(srv, 60)
+    wait_for(lambda: fd_count(srv.pid) <= base, 2,
+             what=f"the server's fd count back to {base}")
+    assert srv.running()
+    with connect(srv.addr()) as s:
+        got, end, _ = exchange(s, b"a whole line\n")
+    assert (got, end) == (b"a whole line\n", "eof")
+
+
+def test_thousand_chargen_resets_do_not_kill_the_server(serve):
+    """SIGPIPE: 1,000 chargen clients read 1 byte and reset."""
+    srv = start(serve, "chargen", "tcp://127.0.0.1:0", "--drain", "1s")
+    pid = srv.pid
+    t0 = time.monotonic()
+    for i in range(1000):
+        s = connect(srv.addr())
+        assert len(s.recv(1)) == 1
+        rst_close(s)
+        assert time.monotonic() - t0 < 60, f"1,000 resets: stuck at {i}"
+    wait_no_children(srv, 30)
+    assert srv.running() and srv.pid == pid
+    with connect(srv.addr()) as s:
+        assert len(recv_exactly(s, 7400)) == 7400
+
+
+# ---------------------------------------------------------------------------
+# --max-conns, --per-source
+# ---------------------------------------------------------------------------
+
+def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
+    prog = script(tmp_path, "slow.sh", "sleep 1\necho served\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0",
+                "--max-conns", "50", "--drain", "1s")
+    most, stop = [0], threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            most[0] = max(most[0], len(children(srv.pid)))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    socks, done = [], {}
+    try:
+        for _ in range(200):
+            socks.append(connect(srv.addr()))
+        with selectors.DefaultSelector() as sel:
+            for i, s in enumerate(socks):
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ, [i, b""])
+            deadline = time.monotonic() + 30
+            while len(done) < len(socks) and time.monotonic() < deadline:
+                for key, _ in sel.select(0.5):
+                    try:
+                        chunk = key.fileobj.recv(100)
+                    except ConnectionResetError:
+                        chunk = None
+                    if chunk:
+                        key.data[1] += chunk
+                        continue
+                    done[key.data[0]] = (key.data[1],
+                                         "eof" if chunk == b"" else "reset")
+                    # Close at once: the child lingers until our EOF.
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+    finally:
+        stop.set()
+        t.join(5)
+        for s in socks:
+            s.close()
+    assert most[0] <= 50, f"{most[0]} children with --max-conns 50"
+    assert most[0] >= 40, f"at most {most[0]} children: the cap never bit"
+    bad = {i: r for i, r in done.items() if r != (b"served\n", "eof")}
+    assert len(done) == 200 and not bad, (
+        f"{200 - len(done)} clients unserved; wrong answers: {bad}")
+    assert "max-conns-deferred" in srv.stderr()
+    wait_no_children(srv, 10)
+
+
+@pytest.mark.parametrize("endpoint", [
+    "tcp://127.0.0.1:0", pytest.param("tcp://:0", marks=needs_ipv6)])
+def test_per_source_limit(serve, tmp_path, endpoint):
+    """--per-source 2: a third connection from 127.0.0.1 is closed at
+    once, with no fork; 127.0.0.2 is another source. On a dual-stack
+    listener a v4-mapped peer counts as its IPv4 address."""
+    prog = script(tmp_path, "hold.sh", "exec sleep 30\n")
+    srv = start(serve, f"exec:{prog}", endpoint, "--per-source", "2",
+                "--drain", "500ms")
+    held = [connect(v4(srv)), connect(v4(srv))]
+    try:
+        wait_for(lambda: len(live_children(srv)) == 2, 5,
+                 what="two held connections")
+        with connect(v4(srv)) as third:
+            t0 = time.monotonic()
+            got, how = read_to_end(third, timeout=2)
+            took = time.monotonic() - t0
+        assert (got, how) == (b"", "eof"), "the third connection was served"
+        assert took < 0.1, f"refused after {took * 1000:.0f} ms"
+        time.sleep(0.1)
+        assert len(children(srv.pid)) == 2, "a child was forked for it"
+        assert re.search(r"per-source-limit: 127\.0\.0\.1:\d+ \(1 so far\)",
+                         srv.stderr()), srv.stderr()
+        other = connect(v4(srv), src="127.0.0.2")
+        held.append(other)
+        wait_for(lambda: len(live_children(srv)) == 3, 5,
+                 what="127.0.0.2's connection served")
+        assert read_to_end(other, timeout=0.3) == (b"", "timeout")
+    finally:
+        for s in held:
+            s.close()
+
+
+# ---------------------------------------------------------------------------
+# --allow / --deny
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("endpoint", [
+    "tcp://127.0.0.1:0", pytest.param("tcp://:0", marks=needs_ipv6)])
+def test_deny_then_allow(serve, endpoint):
+    srv = start(serve, "echo", endpoint, "--deny", "127.0.0.2",
+                "--allow", "127.0.0.0/8")
+    with connect(v4(srv), src="127.0.0.2") as c:
+        t0 = time.monotonic()
+        got, how = read_to_end(c, timeout=2)
+        took = time.monotonic() - t0
+    assert (got, how) == (b"", "eof"), "127.0.0.2 was served"
+    assert took <= 0.05, f"denied after {took * 1000:.0f} ms"
+    srv.usr1()
+    assert srv.served() == 0, "a child was forked for a denied client"
+    assert re.search(r"denied: 127\.0\.0\.2:\d+ \(1 so far\)",
+                     srv.stderr()), srv.stderr()
+    assert_echoes(srv)
+    srv.usr1()
+    assert srv.served() == 1
+    if endpoint == "tcp://:0":
+        # ::1 matches no rule, and an allow rule exists: refused.
+        with connect(("::1", srv.port())) as c:
+            assert read_to_end(c, timeout=2) == (b"", "eof")
+        srv.usr1()
+        assert srv.served() == 1
+
+
+def test_bad_rule_exits_2_with_one_line(duplex):
+    p = run(["serve", "--deny", "10.0.0.1/8", "echo", "tcp://127.0.0.1:0"])
+    assert p.returncode == 2
+    assert p.stdout == b""
+    err = p.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "10.0.0.1/8" in err[0], err
+
+
+# ---------------------------------------------------------------------------
+# --rate
+# ---------------------------------------------------------------------------
+
+def test_rate_limits_forks_and_never_closes_the_listener(serve):
+    rate, margin = 20, 2
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--rate", f"{rate}/s")
+    inode = listener_inode(srv.port())
+    assert inode in socket_inodes(srv.pid)
+    socks, samples = [], []
+
+    def sample(t0):
+        srv.usr1()
+        el = time.monotonic() - t0
+        n = srv.served()
+        samples.append((round(el, 2), n))
+        assert n <= rate + rate * el + margin, f"forks over time: {samples}"
+        assert inode in socket_inodes(srv.pid), "the listener was closed"
+        return n
+
+    t0 = time.monotonic()
+    try:
+        for _ in range(200):
+            socks.append(connect(srv.addr()))
+        while time.monotonic() - t0 < 2.0:
+            sample(t0)
+            time.sleep(0.2)
+    finally:
+        for s in socks:
+            s.close()
+    # The backlog drains at the rate; each closed client is served and
+    # ends at once. Then the service is back for a new client.
+    deadline = time.monotonic() + 20
+    while sample(t0) < 200:
+        assert time.monotonic() < deadline, f"backlog stuck: {samples}"
+        time.sleep(0.5)
+    assert "rate-deferred" in srv.stderr()
+    time.sleep(0.2)
+    t1 = time.monotonic()
+    assert_echoes(srv, timeout=2)
+    assert time.monotonic() - t1 < 1.0
+    assert inode in socket_inodes(srv.pid)
+
+
+# ---------------------------------------------------------------------------
+# Descriptor limits
+# ---------------------------------------------------------------------------
+
+def test_low_fd_limit_no_spin_and_recovery(serve):
+    """The server under a 32-descriptor limit with 100 held clients: no
+    spinning (under 0.3 s of CPU in 3 s), and a new client is served
+    within 1 s once they are gone."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--drain", "1s")
+    prlimit_nofile(srv.pid, 32)
+    held = []
+    try:
+        for _ in range(100):
+            held.append(connect(srv.addr()))
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(srv.pid)
+        time.sleep(3)
+        used = cpu_seconds(srv.pid) - cpu0
+        assert used < 0.3, f"{used:.2f} s of CPU in 3 s: spinning"
+    finally:
+        for s in held:
+            s.close()
+    t0 = time.monotonic()
+    assert_echoes(srv, timeout=1)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_out_of_descriptors_sheds_clients_without_spinning(serve):
+    """With the limit at the server's lowest free descriptor, accept()
+    fails with EMFILE: each waiting client is shed (accepted through the
+    reserve descriptor and closed) instead of the server spinning on a
+    listener that stays readable; raising the limit brings service back."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--drain", "1s")
+    used = {int(fd) for fd in os.listdir(f"/proc/{srv.pid}/fd")}
+    lowest_free = next(n for n in range(1024) if n not in used)
+    prlimit_nofile(srv.pid, lowest_free, soft_only=True)
+    socks = []
+    try:
+        for _ in range(50):
+            socks.append(connect(srv.addr()))
+        cpu0 = cpu_seconds(srv.pid)
+        for i, s in enumerate(socks):
+            assert read_to_end(s, timeout=2) == (b"", "eof"), f"client {i}"
+        time.sleep(2)
+        spent = cpu_seconds(srv.pid) - cpu0
+        assert spent < 0.3, f"{spent:.2f} s of CPU: spinning on EMFILE"
+    finally:
+        for s in socks:
+            s.close()
+    assert "out-of-descriptors" in srv.stderr()
+    assert srv.running()
+    prlimit_nofile(srv.pid, 1024, soft_only=True)
+    t0 = time.monotonic()
+    assert_echoes(srv, timeout=1)
+    assert time.monotonic() - t0 < 1.0
+
+
+# ---------------------------------------------------------------------------
+# Timeouts
+# ---------------------------------------------------------------------------
+
+def test_idle_timeout_closes_an_idle_connection(serve):
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--idle", "500ms", "-v")
+    with connect(srv.addr()) as s:
+        t0 = time.monotonic()
+        got, how = read_to_end(s, timeout=5)
+        took = time.monotonic() - t0
+    assert (got, how) == (b"", "eof")
+    assert 0.4 <= took <= 2.0, f"--idle 500ms closed after {took:.2f} s"
+    wait_for(lambda: "ended: idle-timeout" in srv.stderr(), 2,
+             what="the child's end logged as idle-timeout")
+
+
+def test_lifetime_closes_a_slow_drip_client(serve):
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--lifetime", "1s", "-v")
+    with connect(srv.addr()) as s:
+        t0, echoed, end = time.monotonic(), b"", None
+        while end is None and time.monotonic() - t0 < 5:
+            try:
+                s.sendall(b".")
+            except OSError:
+                end = "send-error"
+                break
+            step = time.monotonic() + 0.2
+            while time.monotonic() < step:
+                s.settimeout(max(0.001, step - time.monotonic()))
+                try:
+                    chunk = s.recv(100)
+                except socket.timeout:
+                    break
+                except ConnectionResetError:
+                    end = "reset"
+                    break
+                if not chunk:
+                    end = "eof"
+                    break
+                echoed += chunk
+        took = time.monotonic() - t0
+    assert end is not None, "the drip connection outlived 5 s"
+    assert 0.8 <= took <= 2.5, f"--lifetime 1s closed after {took:.2f} s"
+    assert echoed and set(echoed) == {ord(".")}
+    wait_for(lambda: "ended: lifetime" in srv.stderr(), 2,
+             what="the child's end logged as lifetime")
+
+
+def test_write_timeout_closes_a_client_that_never_reads(serve):
+    srv = start(serve, "chargen", "tcp://127.0.0.1:0", "echo",
+                "tcp://127.0.0.1:0", "--write-timeout", "1s", "-v")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    try:
+        s.connect(srv.addr(0))
+        t0 = time.monotonic()
+        kids = wait_for(lambda: live_children(srv), 5, what="chargen child")
+        while any(p in live_children(srv) for p in kids):
+            assert time.monotonic() - t0 < 10, "stalled writer kept > 10 s"
+            assert_echoes(srv, 1)
+            time.sleep(0.1)
+        assert "ended: write-timeout" in srv.stderr(), srv.stderr()
+    finally:
+        s.close()
+    assert srv.running()
+    assert_echoes(srv, 1)

@@ -1,0 +1,1031 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests of the connection-oriented concurrent server: `duplex
+serve` on tcp:// and unix:// endpoints, fork model. Real peers (netcat-
+openbsd, ncat, socat, xinetd as the reference chargen) and python sockets
+drive the real binary. Traffic goes only to 127.0.0.0/8, ::1, or network
+namespaces the tests create. Every loop is bounded in count and time, every
+subprocess has a timeout, and every process is ended by its pid.
+
+The heavier limit and abuse cases live in test_tcp_limits.py, which reuses
+the helpers defined here (none of them is a test)."""
+import hashlib
+import os
+import random
+import re
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import duplex_path, have_ipv6_loopback, is_root, need, run
+
+RFC868_OFFSET = 2208988800
+DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+                        r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                        r"[ \d]\d \d\d:\d\d:\d\d \d{4}\r\n$")
+SEED = int(os.environ.get("DXT_SEED", "0")) or random.randrange(1, 1 << 30)
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root")
+needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(),
+                                reason="no IPv6 loopback on this host")
+
+# ---------------------------------------------------------------------------
+# Helpers (shared with test_tcp_limits.py)
+# ---------------------------------------------------------------------------
+
+# Every option of duplex serve that takes its value as the next argument.
+VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes", "--exec-timeout",
+              "--model", "--max-conns", "--per-source", "--rate", "--idle",
+              "--lifetime", "--write-timeout", "--linger", "--drain",
+              "--allow", "--deny", "--user", "--group", "--mode",
+              "--backlog"}
+
+
+def npairs(args):
+    """The number of SERVICE ENDPOINT pairs among duplex serve ARGS."""
+    positional, skip = 0, False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in VALUE_OPTS:
+            skip = True
+        elif not (a.startswith("-") and a != "-"):
+            positional += 1
+    return positional // 2
+
+
+def start(serve, *args, **kw):
+    """serve(*ARGS) on the fork model (these tests count its children),
+    with the listener count worked out for the stream options too
+    (conftest's count knows only the datagram ones)."""
+    args = [str(a) for a in args]
+    if "--model" not in args:
+        args += ["--model", "fork"]
+    kw.setdefault("listeners", npairs(args))
+    return serve(*args, **kw)
+
+
+def v4(srv, i=0):
+    """127.0.0.1 and listener I's port (for wildcard listeners too)."""
+    return ("127.0.0.1", srv.port(i))
+
+
+def connect(addr, timeout=5.0, src=None):
+    """A connected TCP (or, for a str ADDR, unix) stream socket."""
+    if isinstance(addr, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        fam = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        if src is not None:
+            s.bind((src, 0))
+        s.connect(addr)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def read_to_end(s, timeout=5.0, limit=1 << 30):
+    """Reads until end of file, a reset, TIMEOUT seconds or LIMIT bytes.
+    Returns (data, how): how is 'eof', 'reset', 'timeout' or 'limit'."""
+    buf, deadline = bytearray(), time.monotonic() + timeout
+    while len(buf) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(buf), "timeout"
+        s.settimeout(left)
+        try:
+            chunk = s.recv(min(1 << 20, limit - len(buf)))
+        except socket.timeout:
+            return bytes(buf), "timeout"
+        except (ConnectionResetError, BrokenPipeError):
+            return bytes(buf), "reset"
+        if not chunk:
+            return bytes(buf), "eof"
+        buf += chunk
+    return bytes(buf), "limit"
+
+
+def recv_exactly(s, n, timeout=5.0):
+    data, how = read_to_end(s, timeout, limit=n)
+    assert len(data) == n, f"wanted {n} bytes, got {len(data)} ({how})"
+    return data
+
+
+def rst_close(s):
+    """Closes S with a reset (SO_LINGER on, 0 s)."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def exchange(s, payload, timeout=20.0, rng=None, shut=True):
+    """Sends PAYLOAD (in random pieces of 1..65536 bytes) while reading
+    whatever comes back, half-closes after the last byte when SHUT, then
+    reads to end of file. Never deadlocks on full buffers. Returns
+    (received, how, seconds from the half-close to the end)."""
+    rng = rng or random.Random(SEED)
+    s.setblocking(False)
+    view, sent, got = memoryview(payload), 0, bytearray()
+    how, shut_at = "timeout", None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(s, selectors.EVENT_READ |
+                     (selectors.EVENT_WRITE if payload else 0))
+        if not payload and shut:
+            s.shutdown(socket.SHUT_WR)
+            shut_at = time.monotonic()
+        while time.monotonic() < deadline:
+            for key, ev in sel.select(max(0.0, deadline - time.monotonic())):
+                if ev & selectors.EVENT_WRITE and sent < len(payload):
+                    n = min(rng.randint(1, 65536), len(payload) - sent)
+                    try:
+                        sent += s.send(view[sent:sent + n])
+                    except BlockingIOError:
+                        pass
+                    except (ConnectionResetError, BrokenPipeError):
+                        return bytes(got), "reset", None
+                    if sent == len(payload):
+                        sel.modify(s, selectors.EVENT_READ)
+                        if shut:
+                            s.shutdown(socket.SHUT_WR)
+                            shut_at = time.monotonic()
+                if ev & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    except ConnectionResetError:
+                        how = "reset"
+                        break
+                    if not chunk:
+                        how = "eof"
+                        break
+                    got += chunk
+            else:
+                continue
+            break
+    took = None if shut_at is None else time.monotonic() - shut_at
+    return bytes(got), how, took
+
+
+class Stream:
+    """A deterministic pseudo-random byte stream, read in any pieces."""
+    BLOB = random.Random(SEED).randbytes(1 << 20)
+    TWICE = memoryview(BLOB + BLOB)
+
+    def __init__(self, key, size):
+        self.off, self.size, self.pos = (key * 7919) % len(self.BLOB), size, 0
+        self.blob = self.TWICE
+
+    def take(self, n):
+        n = min(n, self.size - self.pos)
+        start = (self.off + self.pos) % len(self.BLOB)
+        n = min(n, len(self.BLOB))
+        self.pos += n
+        return self.blob[start:start + n]
+
+
+def pump_many(socks, size, timeout, seed=SEED):
+    """Echo traffic on every socket at once from one thread: each sends
+    SIZE bytes of its own stream in random pieces, half-closes, and reads
+    to end of file. Returns [(sent sha, got sha, got bytes, how)]."""
+    rng = random.Random(seed)
+    st = []
+    sel = selectors.DefaultSelector()
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        st.append({"src": Stream(i + 1, size), "pend": b"",
+                   "hin": hashlib.sha256(), "hout": hashlib.sha256(),
+                   "got": 0, "how": "timeout", "open": True})
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+    live, deadline = len(socks), time.monotonic() + timeout
+    try:
+        while live and time.monotonic() < deadline:
+            for key, ev in sel.select(1.0):
+                i, s, c = key.data, key.fileobj, st[key.data]
+                if ev & selectors.EVENT_WRITE:
+                    if not c["pend"]:
+                        c["pend"] = c["src"].take(rng.randint(1, 65536))
+                        c["hin"].update(c["pend"])
+                    try:
+                        n = s.send(c["pend"])
+                        c["pend"] = c["pend"][n:]
+                    except BlockingIOError:
+                        pass
+                    except (ConnectionResetError, BrokenPipeError):
+                        c["how"] = "reset"
+                    if not c["pend"] and c["src"].pos >= size:
+                        s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ, i)
+                if ev & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(rng.randint(1, 65536))
+                    except BlockingIOError:
+                        continue
+                    except ConnectionResetError:
+                        chunk, c["how"] = b"", "reset"
+                    if chunk:
+                        c["hout"].update(chunk)
+                        c["got"] += len(chunk)
+                        continue
+                    if c["how"] != "reset":
+                        c["how"] = "eof"
+                    sel.unregister(s)
+                    live -= 1
+    finally:
+        sel.close()
+    return [(c["hin"].hexdigest(), c["hout"].hexdigest(), c["got"], c["how"])
+            for c in st]
+
+
+def proc_stat(pid):
+    """/proc/PID/stat fields after the command, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def alive(pid):
+    """1 when PID exists and is not a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def children(pid):
+    """[(pid, state)] of PID's child processes (a /proc scan)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(d)
+            if st is not None and int(st[1]) == pid:
+                out.append((int(d), st[0]))
+    return out
+
+
+def zombie_lines(pid):
+    """`ps --ppid PID -o stat=` lines that show a zombie."""
+    p = subprocess.run(["ps", "--ppid", str(pid), "-o", "stat="],
+                       capture_output=True, text=True, timeout=10)
+    return [line for line in p.stdout.split() if "Z" in line]
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    st = proc_stat(pid)
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for(cond, timeout, step=0.01, what="condition"):
+    """Polls COND until it is true; fails after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+def wait_no_children(srv, timeout):
+    """Waits until the server has no live child, then 1 s more, and
+    asserts that none is left a zombie."""
+    wait_for(lambda: all(st == "Z" for _, st in children(srv.pid)),
+             timeout, step=0.05, what="connection children ending")
+    time.sleep(1.0)
+    assert zombie_lines(srv.pid) == [], (
+        f"zombies left among the server's children: {children(srv.pid)}")
+
+
+def script(tmp_path, name, body):
+    """An executable /bin/sh script in TMP_PATH (exec specs are split at
+    spaces, with no shell quoting)."""
+    p = tmp_path / name
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(0o755)
+    return str(p)
+
+
+def free_tcp_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_daytime(reply):
+    text = reply.decode("ascii")
+    assert DAYTIME_RE.match(text), f"not a ctime-style line: {reply!r}"
+    when = time.mktime(time.strptime(text.strip(), "%a %b %d %H:%M:%S %Y"))
+    assert abs(when - time.time()) <= 5, f"daytime {text!r} is not now"
+
+
+def check_time(reply):
+    assert len(reply) == 4, f"time reply is not 4 bytes: {reply!r}"
+    (secs,) = struct.unpack("!I", reply)
+    assert abs(secs - RFC868_OFFSET - time.time()) <= 5, (
+        f"time {secs} (since 1900) is not now")
+
+
+def check_qotd(reply):
+    assert 0 < len(reply) <= 512, reply
+    assert reply.endswith(b"\r\n") and b"\t-- " in reply, reply
+
+
+def chargen_pattern(nbytes):
+    """xinetd's chargen, which the RFC 864 example also shows: 72
+    characters from the ring '!'..'}' (93) and CR LF per line, line k
+    starting at ring[(k mod 95) mod 93]."""
+    ring = bytes(range(0x21, 0x7e))
+    out, k = bytearray(), 0
+    while len(out) < nbytes:
+        start = (k % 95) % 93
+        out += bytes(ring[(start + i) % 93] for i in range(72)) + b"\r\n"
+        k += 1
+    return bytes(out[:nbytes])
+
+
+def check_chargen_shape(data):
+    """The stream is the pattern from its first byte."""
+    assert len(data) >= 74 * 50, data[:200]
+    assert data == chargen_pattern(len(data)), data[:200]
+
+
+@pytest.fixture
+def sockdir():
+    """A short directory for unix socket paths (sun_path holds 108)."""
+    d = tempfile.mkdtemp(prefix="dxt-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Real peers as clients of every service
+# ---------------------------------------------------------------------------
+
+PEERS = ["nc", "ncat", "socat"]
+SERVICES = ["echo", "discard", "chargen", "qotd", "daytime", "time", "exec"]
+TEXT = b"hello from a real peer\n"
+
+
+def peer_cmd(peer, port, mode):
+    """The command line of PEER: MODE is 'both', 'send' or 'recv'."""
+    if peer == "nc":
+        return [need("nc"), "-N", "127.0.0.1", str(port)]
+    if peer == "ncat":
+        extra = {"both": [], "send": ["--send-only"],
+                 "recv": ["--recv-only"]}[mode]
+        return [need("ncat"), *extra, "127.0.0.1", str(port)]
+    return [need("socat"), "-t", "5", "-", f"TCP:127.0.0.1:{port}"]
+
+
+def stop_pid(p):
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=5)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("peer", PEERS)
+def test_real_peer_gets_the_right_answer(serve, tmp_path, peer, service):
+    spec = service
+    if service == "exec":
+        spec = "exec:" + script(tmp_path, "hi.sh",
+                                'echo "exec $PROTO $TCPREMOTEIP"\n'
+                                "exec cat\n")
+    srv = start(serve, spec, "tcp://127.0.0.1:0")
+    port = srv.port()
+    if service == "chargen":
+        p = subprocess.Popen(peer_cmd(peer, port, "recv"),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        try:
+            buf, deadline = b"", time.monotonic() + 5
+            with selectors.DefaultSelector() as sel:
+                sel.register(p.stdout, selectors.EVENT_READ)
+                while len(buf) < 74 * 100 and time.monotonic() < deadline:
+                    if sel.select(0.5):
+                        chunk = os.read(p.stdout.fileno(), 65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+        finally:
+            stop_pid(p)
+            p.stdout.close()
+        check_chargen_shape(buf[:74 * 100])
+        return
+    mode = {"echo": "both", "exec": "both", "discard": "send"}.get(service,
+                                                                  "recv")
+    data = TEXT if mode != "recv" else b""
+    p = subprocess.run(peer_cmd(peer, port, mode), input=data,
+                       capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    if service == "echo":
+        assert out == TEXT
+    elif service == "discard":
+        assert out == b""
+    elif service == "exec":
+        assert out == b"exec TCP 127.0.0.1\n" + TEXT
+    elif service == "qotd":
+        check_qotd(out)
+    elif service == "daytime":
+        check_daytime(out)
+    elif service == "time":
+        check_time(out)
+
+
+def test_chargen_is_byte_identical_to_xinetd(serve, tmp_path):
+    """The first 10,000 bytes of duplex's chargen over TCP are xinetd's
+    internal chargen-stream's, byte for byte."""
+    if not is_root():
+        pytest.skip("xinetd's service runs as user root: needs root")
+    xinetd = need("xinetd")
+    port = free_tcp_port()
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(
+        "defaults\n{\n}\n"
+        "service chargen\n{\n"
+        "\ttype = INTERNAL UNLISTED\n\tid = chargen-stream\n"
+        "\tsocket_type = stream\n\tprotocol = tcp\n\twait = no\n"
+        "\tuser = root\n\tbind = 127.0.0.1\n"
+        f"\tport = {port}\n}}\n")
+    xi = subprocess.Popen([xinetd, "-dontfork", "-f", str(conf), "-pidfile",
+                           str(tmp_path / "xinetd.pid")],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        deadline, ref = time.monotonic() + 5, None
+        while ref is None:
+            assert xi.poll() is None, "xinetd exited at start"
+            try:
+                with connect(("127.0.0.1", port), 2) as s:
+                    ref = recv_exactly(s, 10000)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    pytest.fail("xinetd did not listen within 5 s")
+                time.sleep(0.05)
+    finally:
+        stop_pid(xi)
+    srv = start(serve, "chargen", "tcp://127.0.0.1:0")
+    with connect(srv.addr()) as s:
+        ours = recv_exactly(s, 10000)
+    if ours != ref:
+        i = next(i for i in range(10000) if ours[i] != ref[i])
+        first = [x.split(b"\r\n", 1)[0] for x in (ref, ours)]
+        chars = [(min(set(x) - {10, 13}), max(x)) for x in (ref, ours)]
+        pytest.fail(f"chargen differs from xinetd's from offset {i}: "
+                    f"xinetd {ref[i:i + 16]!r}, duplex {ours[i:i + 16]!r}; "
+                    f"{sum(a != b for a, b in zip(ours, ref))} of 10000 "
+                    f"bytes differ; first lines: xinetd {first[0]!r}, "
+                    f"duplex {first[1]!r}; characters: xinetd "
+                    f"{chars[0][0]:#x}..{chars[0][1]:#x}, duplex "
+                    f"{chars[1][0]:#x}..{chars[1][1]:#x}")
+
+
+# ---------------------------------------------------------------------------
+# Echo: byte-exactness, concurrency, half-close
+# ---------------------------------------------------------------------------
+
+def test_echo_256mib_random_sizes_is_byte_exact(serve):
+    """256 MiB with random write sizes 1..65536 and random read sizes from
+    a separate reader thread; sha256 of both directions compared."""
+    total = 256 << 20
+    srv = start(serve, "echo", "tcp://127.0.0.1:0")
+    s = connect(srv.addr(), timeout=30)
+    wrng, rrng = random.Random(SEED), random.Random(SEED + 1)
+    hin, hout, got, err = hashlib.sha256(), hashlib.sha256(), [0], []
+
+    def reader():
+        try:
+            while True:
+                b = s.recv(rrng.randint(1, 65536))
+                if not b:
+                    return
+                hout.update(b)
+                got[0] += len(b)
+        except OSError as e:
+            err.append(e)
+
+    t0 = time.monotonic()
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        src = Stream(1, total)
+        while src.pos < total:
+            chunk = src.take(wrng.randint(1, 65536))
+            s.sendall(chunk)
+            hin.update(chunk)
+            assert time.monotonic() - t0 < 60, "256 MiB took over 60 s"
+        s.shutdown(socket.SHUT_WR)
+        t.join(max(1.0, 60 - (time.monotonic() - t0)))
+        assert not t.is_alive(), f"no EOF after {got[0]} bytes"
+    finally:
+        s.close()
+    took = time.monotonic() - t0
+    assert not err, err
+    assert got[0] == total
+    assert hout.hexdigest() == hin.hexdigest()
+    assert took < 60, f"256 MiB echo took {took:.1f} s"
+
+
+def test_fifty_concurrent_16mib_echoes_are_byte_exact(serve):
+    srv = start(serve, "echo", "tcp://127.0.0.1:0")
+    socks = [connect(srv.addr()) for _ in range(50)]
+    try:
+        res = pump_many(socks, 16 << 20, timeout=90)
+    finally:
+        for s in socks:
+            s.close()
+    for i, (hin, hout, got, how) in enumerate(res):
+        assert (got, how) == (16 << 20, "eof"), f"connection {i}"
+        assert hout == hin, f"connection {i}: echo differs"
+
+
+HALF_CLOSE_N = [0, 1, 65535, 65536, 65537] + [
+    random.Random(SEED + 2).randrange(0, (1 << 20) + 1) for _ in range(100)]
+
+
+def test_echo_half_close_returns_everything_then_clean_eof(serve):
+    """Send N bytes, shutdown(SHUT_WR), read to EOF: exactly the N bytes
+    back, then end of file (never a reset); for N=0 within 100 ms."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0")
+    rng = random.Random(SEED + 3)
+    for n in HALF_CLOSE_N:
+        payload = rng.randbytes(n)
+        with connect(srv.addr()) as s:
+            got, how, took = exchange(s, payload, rng=rng)
+        assert how == "eof", f"N={n} (seed {SEED}): ended by {how}"
+        assert len(got) == n and got == payload, f"N={n} (seed {SEED})"
+        if n == 0:
+            assert took < 0.1, f"N=0: EOF after {took * 1000:.0f} ms"
+
+
+def test_discard_1gib_ends_with_fin_not_rst(serve):
+    total = 1 << 30
+    srv = start(serve, "discard", "tcp://127.0.0.1:0")
+    chunk = memoryview(random.Random(SEED).randbytes(1 << 20))
+    with connect(srv.addr(), timeout=30) as s:
+        t0 = time.monotonic()
+        for _ in range(total // len(chunk)):
+            s.sendall(chunk)
+            assert time.monotonic() - t0 < 60, "1 GiB took over 60 s"
+        s.shutdown(socket.SHUT_WR)
+        last = time.monotonic()
+        got, how = read_to_end(s, timeout=5)
+        took = time.monotonic() - last
+    assert got == b"", "discard sent something back"
+    assert how == "eof", f"discard ended with {how}, not a FIN"
+    assert took < 1.0, f"EOF {took:.2f} s after the last byte"
+
+
+# ---------------------------------------------------------------------------
+# Unread client input never destroys the server's output (S05)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("service,check", [
+    ("daytime", check_daytime), ("time", check_time), ("qotd", check_qotd)])
+def test_unread_input_before_short_reply_loses_nothing(serve, service, check):
+    srv = start(serve, service, "tcp://127.0.0.1:0")
+    junk = b"x" * 65536
+    for i in range(200):
+        with connect(srv.addr()) as s:
+            s.sendall(junk)
+            got, how = read_to_end(s, timeout=5)
+        assert how == "eof", f"iteration {i}: {how} after {got!r}"
+        check(got)
+
+
+def test_unread_input_before_exec_output_loses_nothing(serve, tmp_path):
+    prog = script(tmp_path, "zeros.sh", "exec head -c 8388608 /dev/zero\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0")
+    for i in range(20):
+        with connect(srv.addr()) as s:
+            s.sendall(b"y" * 65536)
+            got, how = read_to_end(s, timeout=20)
+        assert (len(got), how) == (8388608, "eof"), f"iteration {i}"
+        assert got.count(0) == len(got)
+
+
+# ---------------------------------------------------------------------------
+# exec: hygiene, environment, output before exit
+# ---------------------------------------------------------------------------
+
+HYGIENE = ("echo '== fds'\n"
+           "ls -l /proc/self/fd\n"
+           "echo '== sig'\n"
+           "grep -E 'Sig(Ign|Blk)' /proc/self/status\n"
+           "echo '== env'\n"
+           "tr '\\000' '\\n' < /proc/$$/environ\n")
+
+
+@pytest.fixture
+def hygiene(serve, tmp_path):
+    """What an exec child reports about itself (its descriptors, its
+    signal dispositions, its environment) when the server runs with extra
+    variables of its own: {'fds': {fd: target}, 'sig': {...}, 'env': {...},
+    'port': server port, 'cport': client port}."""
+    prog = script(tmp_path, "hygiene.sh", HYGIENE)
+    env = dict(os.environ, FOO="bar", LD_LIBRARY_PATH="/tmp",
+               BASH_ENV="/tmp/x")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", env=env)
+    with connect(srv.addr()) as s:
+        cport = s.getsockname()[1]
+        s.shutdown(socket.SHUT_WR)
+        out, how = read_to_end(s, timeout=5)
+    assert how == "eof", out
+    text = out.decode()
+    fds_part = text.split("== fds\n")[1].split("== sig\n")[0]
+    sig_part = text.split("== sig\n")[1].split("== env\n")[0]
+    env_part = text.split("== env\n")[1]
+    fds = {}
+    for line in fds_part.splitlines():
+        m = re.search(r" (\d+) -> (.*)$", line)
+        if m:
+            fds[int(m.group(1))] = m.group(2)
+    return {"fds": fds,
+            "sig": {k: v.strip() for k, v in
+                    (line.split(":", 1) for line in sig_part.splitlines())},
+            "env": dict(line.split("=", 1)
+                        for line in env_part.splitlines() if line),
+            "port": srv.port(), "cport": cport}
+
+
+def test_exec_child_has_only_fds_0_1_2(hygiene):
+    fds = hygiene["fds"]
+    # ls's own directory descriptor points into /proc: not the child's.
+    own = {fd for fd, target in fds.items() if target.startswith("/proc/")}
+    assert len(own) <= 1, fds
+    assert set(fds) - own == {0, 1, 2}, f"exec child's fds: {fds}"
+    assert fds[0].startswith("socket:") and fds[1] == fds[0], fds
+
+
+def test_exec_child_ignores_and_blocks_no_signal(hygiene):
+    sig = hygiene["sig"]
+    assert set(sig) == {"SigIgn", "SigBlk"}, sig
+    assert sig == {"SigIgn": "0" * 16, "SigBlk": "0" * 16}, (
+        f"exec child's signal masks: {sig}")
+
+
+def test_exec_child_env_is_exactly_the_whitelist(hygiene):
+    got = hygiene["env"]
+    assert set(got) == {"PATH", "PROTO", "TCPLOCALIP", "TCPLOCALPORT",
+                        "TCPREMOTEIP", "TCPREMOTEPORT", "TCPCONNNUM"}, got
+    assert got["PROTO"] == "TCP"
+    assert got["TCPLOCALIP"] == "127.0.0.1"
+    assert got["TCPLOCALPORT"] == str(hygiene["port"])
+    assert got["TCPREMOTEIP"] == "127.0.0.1"
+    assert got["TCPREMOTEPORT"] == str(hygiene["cport"])
+    assert got["TCPCONNNUM"] == "1"
+
+
+def test_exec_stdin_and_stdout_are_blocking(serve, tmp_path):
+    """The program gets the socket as an ordinary blocking descriptor: a
+    non-blocking one makes a plain writer (head, cat) fail with EAGAIN as
+    soon as the socket buffer fills."""
+    prog = script(tmp_path, "flags.sh",
+                  "grep ^flags /proc/$$/fdinfo/0 /proc/$$/fdinfo/1\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0")
+    with connect(srv.addr()) as s:
+        s.shutdown(socket.SHUT_WR)
+        out, how = read_to_end(s)
+    assert how == "eof"
+    flags = [int(v, 8) for v in re.findall(r"flags:\s+(\d+)", out.decode())]
+    assert len(flags) == 2, out
+    assert [f & os.O_NONBLOCK for f in flags] == [0, 0], (
+        f"exec program's stdin/stdout have O_NONBLOCK: {out.decode()!r}")
+
+
+def test_exec_exit_with_unread_input_does_not_reset_its_output(
+        serve, tmp_path):
+    prog = script(tmp_path, "say.sh",
+                  "head -c 200000 /dev/zero | tr '\\000' 'z'\n"
+                  "echo done\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0")
+    for i in range(20):
+        with connect(srv.addr()) as s:
+            s.sendall(os.urandom(100000))
+            time.sleep(0.05 if i < 2 else 0)
+            got, how = read_to_end(s, timeout=10)
+        assert how == "eof", f"iteration {i}: {how} after {len(got)} bytes"
+        assert got == b"z" * 200000 + b"done\n", f"iteration {i}"
+
+
+# ---------------------------------------------------------------------------
+# SIGTERM: stop accepting, drain, exit 0
+# ---------------------------------------------------------------------------
+
+def test_sigterm_drains_active_echoes_then_exits_0(serve):
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--drain", "10s")
+    size, results, progress = 24 << 20, {}, [0] * 5
+
+    def transfer(i):
+        s = connect(srv.addr(), timeout=15)
+        src, hin, hout, got = Stream(i + 10, size), hashlib.sha256(), \
+            hashlib.sha256(), [0]
+
+        def reader():
+            try:
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        return
+                    hout.update(b)
+                    got[0] += len(b)
+                    progress[i] = got[0]
+            except OSError as e:
+                results[i] = ("reset", repr(e))
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        try:
+            while src.pos < size:
+                c = src.take(65536)
+                s.sendall(c)
+                hin.update(c)
+                time.sleep(0.002)
+            s.shutdown(socket.SHUT_WR)
+            t.join(15)
+            results.setdefault(i, ("eof" if not t.is_alive() else "timeout",
+                                   got[0], hin.digest() == hout.digest()))
+        except OSError as e:
+            results[i] = ("send-error", repr(e))
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=transfer, args=(i,), daemon=True)
+               for i in range(5)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: min(progress) >= 1 << 20, 10,
+             what="five transfers under way")
+    t_term = time.monotonic()
+    os.kill(srv.pid, signal.SIGTERM)
+    time.sleep(0.1)
+    # After SIGTERM the listener is no longer accepted from (it stays open
+    # until the server exits): a new client's connection completes in the
+    # kernel's backlog but is never served, and is reset when the server
+    # exits and the listener closes.
+    late = connect(srv.addr(), timeout=2)
+    late.sendall(b"anyone there?")
+    late_got, late_how = read_to_end(late, timeout=0.5)
+    assert late_got == b"" and late_how == "timeout", (
+        f"a client after SIGTERM got {late_got!r} ({late_how})")
+    for t in threads:
+        t.join(20)
+    for i in range(5):
+        assert results.get(i) == ("eof", size, True), (
+            f"transfer {i}: {results.get(i)}")
+    rc = srv.proc.wait(timeout=10)
+    assert rc == 0
+    assert time.monotonic() - t_term < 10.5
+    late_got, late_how = read_to_end(late, timeout=2)
+    late.close()
+    assert late_got == b"" and late_how == "reset", (
+        f"the unserved client ended with {late_how} and {late_got!r}")
+
+
+def test_drain_deadline_ends_a_connection_that_never_ends(serve, tmp_path):
+    prog = script(tmp_path, "stubborn.sh",
+                  "trap '' TERM\necho $$\nexec sleep 30\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "--drain", "1s")
+    s = connect(srv.addr())
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            line += s.recv(100)
+        grandchild = int(line)
+        kids = [pid for pid, _ in children(srv.pid)]
+        assert len(kids) == 1
+        t0 = time.monotonic()
+        os.kill(srv.pid, signal.SIGTERM)
+        rc = srv.proc.wait(timeout=5)
+        took = time.monotonic() - t0
+        assert rc == 0
+        assert took < 2.5, f"exited {took:.2f} s after SIGTERM"
+        wait_for(lambda: not any(alive(p) for p in kids + [grandchild]), 1,
+                 what="the connection's processes gone")
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------
+# unix:// listeners
+# ---------------------------------------------------------------------------
+
+def test_unix_echo(serve, sockdir):
+    path = os.path.join(sockdir, "e.sock")
+    srv = start(serve, "echo", f"unix://{path}")
+    assert srv.path() == path
+    with connect(path) as s:
+        got, how, _ = exchange(s, b"over a unix socket\n" * 1000)
+    assert (got, how) == (b"over a unix socket\n" * 1000, "eof")
+
+
+def test_unix_mode_600(serve, sockdir):
+    path = os.path.join(sockdir, "m.sock")
+    start(serve, "echo", f"unix://{path}", "--mode", "600")
+    st = os.stat(path)
+    assert (st.st_mode & 0o7777) == 0o600, oct(st.st_mode)
+
+
+def test_unix_socket_file_removed_on_sigterm(serve, sockdir):
+    path = os.path.join(sockdir, "r.sock")
+    srv = start(serve, "echo", f"unix://{path}")
+    assert os.path.exists(path)
+    assert srv.stop() == 0
+    assert not os.path.exists(path), "socket file left behind after SIGTERM"
+
+
+def test_unix_stale_socket_file_is_replaced(serve, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    first = start(serve, "echo", f"unix://{path}")
+    first.kill()
+    assert os.path.exists(path), "precondition: SIGKILL leaves the file"
+    second = start(serve, "echo", f"unix://{path}")
+    with connect(path) as s:
+        got, how, _ = exchange(s, b"fresh")
+    assert (got, how) == (b"fresh", "eof")
+    assert second.stop() == 0
+
+
+def test_unix_exec_sees_peer_credentials(serve, sockdir):
+    path = os.path.join(sockdir, "x.sock")
+    srv = start(serve, "exec:/usr/bin/env", f"unix://{path}")
+    with connect(path) as s:
+        s.shutdown(socket.SHUT_WR)
+        out, how = read_to_end(s)
+    assert how == "eof"
+    got = dict(line.split("=", 1) for line in out.decode().splitlines())
+    assert got["PROTO"] == "UNIX"
+    assert got["UNIXLOCALPATH"] == path
+    assert got["UNIXREMOTEEUID"] == str(os.geteuid())
+    assert got["UNIXREMOTEEGID"] == str(os.getegid())
+    assert got["UNIXREMOTEPID"] == str(os.getpid())
+    assert "UNIXREMOTEPATH" in got
+    assert set(got) == {"PATH", "PROTO", "UNIXLOCALPATH", "UNIXREMOTEPATH",
+                        "UNIXREMOTEEUID", "UNIXREMOTEEGID",
+                        "UNIXREMOTEPID"}, got
+    assert srv.running()
+
+
+# ---------------------------------------------------------------------------
+# Privilege drop (root only)
+# ---------------------------------------------------------------------------
+
+def status_fields(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f
+                    if ":\t" in line)
+
+
+@needs_root
+def test_user_nobody_drops_everything(serve):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--user", "nobody")
+    st = status_fields(srv.pid)
+    assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, st["Gid"]
+    assert set(st.get("Groups", "").split()) <= {str(nobody.pw_gid)}, (
+        st.get("Groups"))
+    assert int(st["CapEff"], 16) == 0, st["CapEff"]
+    assert st["NoNewPrivs"].strip() == "1"
+    with connect(srv.addr()) as s:
+        got, how, _ = exchange(s, b"still serving\n")
+    assert (got, how) == (b"still serving\n", "eof")
+
+
+@needs_root
+def test_unknown_user_exits_before_serving(duplex):
+    port = free_tcp_port()
+    p = run(["serve", "echo", f"tcp://127.0.0.1:{port}", "--user",
+             "nosuchuser"])
+    assert p.returncode != 0
+    assert p.stdout == b""
+    err = p.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "nosuchuser" in err[0], err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # no listener was left behind
+
+
+# ---------------------------------------------------------------------------
+# The default table, option order, --trace
+# ---------------------------------------------------------------------------
+
+WELL_KNOWN = {"echo": 7, "discard": 9, "daytime": 13, "qotd": 17,
+              "chargen": 19, "time": 37}
+
+
+def expected_table(offset):
+    return {(svc, scheme, "127.0.0.1", port + offset)
+            for svc, port in WELL_KNOWN.items() for scheme in ("tcp", "udp")}
+
+
+def test_default_table_as_root_in_a_namespace(serve, netns):
+    srv = start(serve, netns=netns, listeners=12)
+    assert len(srv.listeners) == 12
+    assert {tuple(l) for l in srv.listeners} == expected_table(0)
+    p = subprocess.run(["ip", "netns", "exec", netns, need("nc"), "-N",
+                        "127.0.0.1", "7"], input=b"in the namespace\n",
+                       capture_output=True, timeout=10)
+    assert p.stdout == b"in the namespace\n", p.stderr
+    assert srv.stop() == 0
+
+
+def test_default_table_as_nobody_uses_fallback_ports(netns):
+    cmd = ["ip", "netns", "exec", netns, "setpriv", "--reuid", "nobody",
+           "--regid", "nogroup", "--clear-groups", duplex_path(), "serve"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines, buf = [], b""
+    try:
+        deadline = time.monotonic() + 5
+        with selectors.DefaultSelector() as sel:
+            sel.register(p.stdout, selectors.EVENT_READ)
+            while len(lines) < 12 and time.monotonic() < deadline:
+                if not sel.select(0.5):
+                    continue
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    lines.append(line.decode())
+        got = set()
+        for line in lines:
+            m = re.match(r"^serving (\S+) on (tcp|udp)://127\.0\.0\.1:(\d+)$",
+                         line)
+            assert m, line
+            got.add((m.group(1), m.group(2), "127.0.0.1", int(m.group(3))))
+        assert got == expected_table(10000), lines
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=5) == 0
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        p.stdout.close()
+        p.stderr.close()
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_options_before_or_after_pairs(serve, order):
+    pair, opt = ["echo", "tcp://127.0.0.1:0"], ["--idle", "1s"]
+    srv = start(serve, *(pair + opt if order == "after" else opt + pair))
+    assert len(srv.listeners) == 1
+    with connect(srv.addr()) as s:
+        s.sendall(b"x")
+        assert recv_exactly(s, 1) == b"x"
+        t0 = time.monotonic()
+        got, how = read_to_end(s, timeout=5)
+        took = time.monotonic() - t0
+    assert (got, how) == (b"", "eof")
+    assert 0.8 <= took <= 2.5, f"--idle 1s closed after {took:.2f} s"
+
+
+def test_trace_shows_one_connection_in_order(serve):
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--trace")
+    with connect(srv.addr()) as s:
+        cport = s.getsockname()[1]
+        wait_for(lambda: "fork() = child" in srv.stderr(), 5,
+                 what="the fork trace line")
+        s.sendall(b"ping")
+        assert recv_exactly(s, 4) == b"ping"
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_end(s) == (b"", "eof")
+    wait_for(lambda: children(srv.pid) == [], 5, what="child reaped")
+    lines = [line[len("trace: "):] for line in srv.stderr().splitlines()
+             if line.startswith("trace: ")]
+    acc = [i for i, line in enumerate(lines)
+           if re.match(rf"accept\(\d+\) = \d+ from 127\.0\.0\.1:{cport}$",
+                       line)]
+    assert len(acc) == 1, lines
+    cfd = re.match(r"accept\(\d+\) = (\d+)", lines[acc[0]]).group(1)
+    want = [r"socket\(AF_INET, SOCK_STREAM\)", r"bind\(\d+, 127\.0\.0\.1:0\)",
+            r"listen\(\d+, \d+\)", rf"accept\(\d+\) = {cfd} from "
+            rf"127\.0\.0\.1:{cport}$", r"fork\(\) = child \d+$",
+            rf"read\({cfd}\) = 4 bytes", rf"(send|write)\({cfd}\) = 4 bytes",
+            rf"read\({cfd}\) = 0 \(EOF\)", rf"close\({cfd}\) = 0"]
+    pos = 0
+    for pat in want:
+        while pos < len(lines) and not re.match(pat, lines[pos]):
+            pos += 1
+        assert pos < len(lines), f"no trace line /{pat}/ in order: {lines}"
+        pos += 1
