@@ -90,18 +90,22 @@ serve_thread(void *arg)
 	struct dx_bufpool pool = {0};
 	uint8_t scratch[SCRATCH];
 	struct dx_conn c;
+	uint32_t report[2] = {t->index, 0};
+
 	if (t->l->conf.svc->flags & DX_SVC_EXEC) {
-		dx__exec_stream(t->l, t->fd, &t->peer, t->connnum,
-		                &t->srv->limits, 1, &t->pid);
+		report[1] = (uint32_t)dx__exec_stream(
+		        t->l, t->fd, &t->peer, t->connnum, &t->srv->limits, 1,
+		        &t->pid);
 	} else {
 		dx__conn_init(&c, t->fd, &t->l->conf, &pool, dx_now_ms());
-		dx__conn_run(&c, &t->srv->limits, scratch, sizeof(scratch));
+		report[1] = (uint32_t)dx__conn_run(&c, &t->srv->limits, scratch,
+		                                   sizeof(scratch));
 	}
 	dx__pool_drain(&pool);
 	atomic_store(&t->running, 0);
-	/* A 4-byte write to a pipe is atomic; the pipe has room for every
-	 * slot's report, so it cannot block. */
-	(void)dx_write(st->done[1], &t->index, sizeof(t->index));
+	/* An 8-byte write to a pipe is atomic (under PIPE_BUF), so reports
+	 * never interleave, and the pipe has room for every slot's. */
+	(void)dx_write(st->done[1], report, sizeof(report));
 	return NULL;
 }
 
@@ -159,14 +163,16 @@ static void
 thread_event(struct dx_server *srv, uint64_t tag, uint32_t events)
 {
 	struct thread_state *st = srv->model_state;
-	uint32_t index[64];
+	uint32_t report[64][2];
 	ssize_t n;
 
 	(void)tag;
 	(void)events;
-	n = dx_read(st->done[0], index, sizeof(index));
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(index[0]); i++) {
-		struct tslot *t = &st->slot[index[i]];
+	n = dx_read(st->done[0], report, sizeof(report));
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(report[0]); i++) {
+		struct tslot *t = &st->slot[report[i][0]];
+		dx__log(srv, DX_LOG_DEBUG, "thread for fd %d ended: %s", t->fd,
+		        dx__conn_end_name((enum dx_conn_end)report[i][1]));
 		t->used = 0;
 		st->active--;
 		dx__stream_released(srv, t->key);

@@ -60,13 +60,17 @@ def npairs(args):
     return positional // 2
 
 
+# The model under test: make check runs this suite once per model.
+MODEL = os.environ.get("DUPLEX_MODEL", "fork")
+
+
 def start(serve, *args, **kw):
     """serve(*ARGS) on the fork model (these tests count its children),
     with the listener count worked out for the stream options too
     (conftest's count knows only the datagram ones)."""
     args = [str(a) for a in args]
     if "--model" not in args:
-        args += ["--model", "fork"]
+        args += ["--model", MODEL]
     kw.setdefault("listeners", npairs(args))
     return serve(*args, **kw)
 
