@@ -6,6 +6,7 @@
 #   make check SANITIZE=address,undefined   the same under sanitizers
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make lint                 clang-format, clang-tidy and cppcheck
+#   make bench                the side-by-side benchmark (bench/README.md)
 PREFIX ?= /usr/local
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)
@@ -43,6 +44,11 @@ fuzz-build: deps-test
 		-G Ninja -DDX_FUZZ=ON -DDX_SANITIZE=address,undefined >/dev/null
 	@cmake --build build-fuzz
 
+bench: deps-bench build
+	bench/run --duplex $(BUILD)/duplex
+
+deps-bench:
+	@sh scripts/deps.sh build bench
 deps-build:
 	@sh scripts/deps.sh build
 deps-test:
@@ -53,4 +59,4 @@ deps-lint:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all build run check install lint fuzz-build deps-build deps-test deps-lint clean
+.PHONY: all build run check install lint bench fuzz-build deps-build deps-test deps-lint deps-bench clean

@@ -60,5 +60,6 @@ int cmd_port(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif /* DX_CLI_H */

@@ -14,6 +14,7 @@ static const struct cli_command commands[] = {
         {"serve", cmd_serve, "serve services on endpoints"},
         {"send", cmd_send, "send a datagram and print the reply"},
         {"connect", cmd_connect, "stdin to a stream endpoint, it to stdout"},
+        {"bench", cmd_bench, "load-test a server: ops/s, latency, errors"},
         {"port", cmd_port,
          "port numbers, IANA ranges and the service registry"},
 };

@@ -34,6 +34,7 @@ struct dx_iter {
 	union pktinfo_buf in_ctl[BATCH], out_ctl[BATCH];
 	uint8_t in_buf[BATCH][RECV_SIZE];
 	uint8_t out_buf[BATCH][DX_DGRAM_MAX];
+	int used; /* receive entries the last batch filled (BATCH at first) */
 };
 
 int
@@ -43,6 +44,8 @@ dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 
 	if (srv->iter == NULL) {
 		srv->iter = calloc(1, sizeof(*srv->iter));
+		if (srv->iter != NULL)
+			srv->iter->used = BATCH;
 		if (srv->iter == NULL)
 			return -ENOMEM;
 	}
@@ -69,7 +72,9 @@ dx__iter_free(struct dx_server *srv)
 static void
 prepare_receive(struct dx_iter *it)
 {
-	for (int i = 0; i < BATCH; i++) {
+	/* Only entries the kernel wrote need resetting: with one datagram
+	 * per wakeup, this is one entry, not the whole batch. */
+	for (int i = 0; i < it->used; i++) {
 		struct msghdr *m = &it->in[i].msg_hdr;
 
 		it->in_iov[i] = (struct iovec){it->in_buf[i], RECV_SIZE};
@@ -265,6 +270,7 @@ dx__iter_serve(struct dx_server *srv, struct dx_listener *l)
 
 		prepare_receive(srv->iter);
 		n = dx__recvmmsg(l->fd, srv->iter->in, BATCH);
+		srv->iter->used = n > 0 ? n : 0;
 		if (n < 0) {
 			if (n != -EAGAIN)
 				dx__log(srv, DX_LOG_WARN, "%s: receive: %s",
