@@ -1033,3 +1033,73 @@ def test_trace_shows_one_connection_in_order(serve):
             pos += 1
         assert pos < len(lines), f"no trace line /{pat}/ in order: {lines}"
         pos += 1
+
+
+def start_xinetd(tmp_path, ids):
+    """xinetd with its internal stream services IDS (e.g. "echo-stream")
+    on free ports of 127.0.0.1; returns (process, {id: port})."""
+    xinetd = need("xinetd")
+    ports, blocks = {}, []
+    for ident in ids:
+        ports[ident] = free_tcp_port()
+        blocks.append(
+            f"service {ident.split('-')[0]}\n{{\n"
+            f"\ttype = INTERNAL UNLISTED\n\tid = {ident}\n"
+            "\tsocket_type = stream\n\tprotocol = tcp\n\twait = no\n"
+            "\tuser = root\n\tbind = 127.0.0.1\n"
+            f"\tport = {ports[ident]}\n}}\n")
+    conf = tmp_path / "xinetd-connect.conf"
+    conf.write_text("defaults\n{\n}\n" + "".join(blocks))
+    xi = subprocess.Popen([xinetd, "-dontfork", "-f", str(conf), "-pidfile",
+                           str(tmp_path / "xinetd-connect.pid")],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    for port in ports.values():
+        while True:
+            assert xi.poll() is None, "xinetd exited at start"
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "xinetd never listened"
+                time.sleep(0.05)
+    return xi, ports
+
+
+def test_duplex_connect_against_xinetd_services(tmp_path):
+    """duplex connect as the client of a server no one here wrote:
+    xinetd's internal echo, daytime and chargen (chargen byte for byte)."""
+    if not is_root():
+        pytest.skip("xinetd's internal services run as user root: needs root")
+    xi, ports = start_xinetd(tmp_path, ["echo-stream", "daytime-stream",
+                                        "chargen-stream"])
+    try:
+        echo = run(["connect", f"tcp://127.0.0.1:{ports['echo-stream']}"],
+                   input=b"hello, xinetd\n", timeout=10)
+        assert echo.returncode == 0, echo.stderr
+        assert echo.stdout == b"hello, xinetd\n"
+        day = run(["connect", f"tcp://127.0.0.1:{ports['daytime-stream']}"],
+                  input=b"", timeout=10)
+        assert day.returncode == 0, day.stderr
+        assert day.stdout.endswith(b"\r\n") and len(day.stdout) > 10
+        # chargen never closes: read 10,000 bytes, then end the client.
+        proc = subprocess.Popen(
+            [duplex_path(), "connect", "--recv-only",
+             f"tcp://127.0.0.1:{ports['chargen-stream']}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        try:
+            got, deadline = b"", time.monotonic() + 10
+            while len(got) < 10000 and time.monotonic() < deadline:
+                chunk = proc.stdout.read1(10000 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        finally:
+            proc.kill()
+            proc.wait(timeout=5)
+        assert got == chargen_pattern(10000)
+    finally:
+        xi.terminate()
+        xi.wait(timeout=5)
