@@ -124,9 +124,8 @@ dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
 	lock(s);
 	if (max_total && s->total >= max_total)
 		rc = DX_ADMIT_MAX;
-	else if (per_source && dx__sources_count(s, key) >= per_source)
-		rc = DX_ADMIT_PER_SOURCE;
-	else if (dx__sources_add(s, key) < 0)
+	else if ((per_source && dx__sources_count(s, key) >= per_source) ||
+	         dx__sources_add(s, key) < 0) /* a full table refuses too */
 		rc = DX_ADMIT_PER_SOURCE;
 	else
 		s->total++;

@@ -70,7 +70,7 @@ wait_or_cancel(const struct dx_dgram_req *req, int fd, short events,
 			return rc;
 		if (p[0].revents)
 			return p[0].revents;
-		if (req->cancelled(req->cancel_ctx))
+		if (n == 2 && req->cancelled(req->cancel_ctx))
 			return -ECANCELED;
 	}
 }
