@@ -21,6 +21,12 @@ stage() {
 stage unit ctest --test-dir "$build" --output-on-failure -j 2 -L unit
 stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
 	-q -p no:cacheprovider tests/e2e
+# The concurrent server's suite once more per model (fork ran above).
+for model in epoll uring; do
+	stage "e2e-$model" env DUPLEX="$top/$build/duplex" DUPLEX_MODEL=$model \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider \
+		tests/e2e/test_tcp_server.py tests/e2e/test_tcp_limits.py
+done
 if [ -z "${SANITIZE:-}" ]; then
 	stage lint make -s lint
 	stage fuzz sh -c 'make -s fuzz-build >/dev/null &&

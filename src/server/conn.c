@@ -34,24 +34,27 @@ dx__conn_end_name(enum dx_conn_end end)
 uint8_t *
 dx__pool_get(struct dx_bufpool *pool)
 {
-	void *buf = pool->free;
+	struct dx_freebuf *buf = pool->free;
 
 	if (buf == NULL)
 		return malloc(DX_CONN_BUF);
-	memcpy(&pool->free, buf, sizeof(void *));
+	pool->free = buf->next;
 	pool->nfree--;
-	return buf;
+	return (uint8_t *)buf;
 }
 
 void
 dx__pool_put(struct dx_bufpool *pool, uint8_t *buf)
 {
+	struct dx_freebuf *node = (struct dx_freebuf *)(void *)buf;
+
 	if (pool->nfree >= pool->max_free) {
 		free(buf);
 		return;
 	}
-	memcpy(buf, &pool->free, sizeof(void *));
-	pool->free = buf;
+	/* malloc's alignment suits the node the free buffer now holds. */
+	node->next = pool->free;
+	pool->free = node;
 	pool->nfree++;
 }
 
@@ -59,8 +62,8 @@ void
 dx__pool_drain(struct dx_bufpool *pool)
 {
 	while (pool->free != NULL) {
-		void *buf = pool->free;
-		memcpy(&pool->free, buf, sizeof(void *));
+		struct dx_freebuf *buf = pool->free;
+		pool->free = buf->next;
 		free(buf);
 	}
 	pool->nfree = 0;

@@ -39,8 +39,12 @@ const char *dx__conn_end_name(enum dx_conn_end end);
  * output queued, so an idle connection costs no buffer, and a busy
  * server stops calling malloc once warm. One pool per thread.
  */
+struct dx_freebuf {
+	struct dx_freebuf *next; /* a free buffer's first bytes */
+};
+
 struct dx_bufpool {
-	void *free;
+	struct dx_freebuf *free;
 	size_t nfree, max_free;
 };
 

@@ -107,7 +107,12 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 	        dx__conn_end_name((enum dx_conn_end)end));
 	if (s->pidfd >= 0) {
 		kill(-s->pid, SIGKILL);
-		waitid(P_PIDFD, (id_t)s->pidfd, NULL, WEXITED | WNOHANG);
+		/* Waited for, not polled: SIGKILL ends it at once, and a
+		 * WNOHANG here would leave a zombie this model never reaps. */
+		while (waitid(P_PIDFD, (id_t)s->pidfd, &(siginfo_t){0},
+		              WEXITED) < 0 &&
+		       errno == EINTR)
+			;
 		close(s->pidfd);
 	}
 	dx__conn_finish(&s->c);
@@ -134,8 +139,14 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 		err = dx__spawn(l->conf.argv, env.vars,
 		                (int[3]){s->c.fd, s->c.fd, 2}, 1, &s->pid);
 	if (err == 0) {
-		s->pidfd = dx__pidfd_open(s->pid);
-		err = s->pidfd < 0 ? s->pidfd : 0;
+		int pidfd = dx__pidfd_open(s->pid);
+		err = pidfd < 0 ? pidfd : 0;
+		if (err < 0) { /* unwatched, it must not run on */
+			kill(-s->pid, SIGKILL);
+			waitpid(s->pid, NULL, 0);
+		} else {
+			s->pidfd = pidfd;
+		}
 	}
 	ev.data.u64 = PIDFD_TAG + (uint64_t)s->c.fd;
 	if (err == 0 && epoll_ctl(srv->epfd, EPOLL_CTL_ADD, s->pidfd, &ev) < 0)
@@ -152,7 +163,10 @@ epoll_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	int end;
 
 	if ((size_t)fd >= st->cap) {
+		uint8_t key[16];
+		dx__source_key(peer, key);
 		dx_close(fd);
+		dx__stream_released(srv, key);
 		return;
 	}
 	s = &st->slot[fd];
@@ -227,13 +241,13 @@ static int64_t
 epoll_tick(struct dx_server *srv, int64_t now)
 {
 	struct epoll_state *st = srv->model_state;
-	size_t seen = 0;
+	size_t seen = 0, live = st->active; /* close_slot() lowers active */
 
 	if (st->active == 0)
 		return DX_FOREVER;
 	if (now < st->next_sweep)
 		return st->next_sweep;
-	for (size_t fd = 0; fd < st->cap && seen < st->active; fd++) {
+	for (size_t fd = 0; fd < st->cap && seen < live; fd++) {
 		struct slot *s = &st->slot[fd];
 		int end;
 		if (!s->used)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import run
-from test_tcp_server import (children, connect, cpu_seconds, exchange,
+from test_tcp_server import (MODEL, children, connect, cpu_seconds, exchange,
                              fd_count, needs_ipv6, read_to_end, recv_exactly,
                              rst_close, script, start, v4, wait_for,
                              wait_no_children)
@@ -310,9 +310,17 @@ def test_low_fd_limit_no_spin_and_recovery(serve):
     finally:
         for s in held:
             s.close()
-    t0 = time.monotonic()
-    assert_echoes(srv, timeout=1)
-    assert time.monotonic() - t0 < 1.0
+    # Until the server has seen the held clients close, a newcomer may be
+    # shed (accepted through the reserve and closed): by design. Within
+    # 1 s, one is served.
+    t0, served = time.monotonic(), False
+    while not served and time.monotonic() - t0 < 1.0:
+        try:
+            assert_echoes(srv, timeout=1)
+            served = True
+        except (AssertionError, OSError):
+            time.sleep(0.02)
+    assert served, "no client served within 1 s of the release"
 
 
 def test_out_of_descriptors_sheds_clients_without_spinning(serve):
@@ -394,6 +402,8 @@ def test_lifetime_closes_a_slow_drip_client(serve):
 
 
 def test_write_timeout_closes_a_client_that_never_reads(serve):
+    if MODEL != "fork":
+        pytest.skip("watches the fork model's children and trace lines")
     srv = start(serve, "chargen", "tcp://127.0.0.1:0", "echo",
                 "tcp://127.0.0.1:0", "--write-timeout", "1s", "-v")
     s = socket.socket()

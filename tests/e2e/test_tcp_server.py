@@ -1005,6 +1005,8 @@ def test_options_before_or_after_pairs(serve, order):
 
 
 def test_trace_shows_one_connection_in_order(serve):
+    if MODEL != "fork":
+        pytest.skip("watches the fork model's children and trace lines")
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--trace")
     with connect(srv.addr()) as s:
         cport = s.getsockname()[1]
