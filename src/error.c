@@ -78,3 +78,14 @@ dx__why(char *why, size_t whylen, int err, const char *fmt, ...)
 	}
 	return err;
 }
+
+const char *
+dx__errno_name(int err)
+{
+	const char *name = NULL;
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+	name = strerrorname_np(-err);
+#endif
+	return name != NULL ? name : "E?";
+}

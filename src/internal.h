@@ -69,6 +69,9 @@ void dx__sys_reset(void);
 /* -errno of the current errno, never 0 (a failing call always sets it). */
 int dx__neg_errno(void);
 
+/* "EMFILE" for -EMFILE, for trace lines; "E?" where libc cannot name it. */
+const char *dx__errno_name(int err);
+
 /* Maps a getaddrinfo() return value to the library's resolver range. */
 int dx__eai_error(int eai);
 

@@ -40,18 +40,6 @@ dx__sys_reset(void)
  * Trace helpers: the I/O calls trace their result, never -EAGAIN (noise).
  * ------------------------------------------------------------------------ */
 
-/* "ECONNRESET" for -ECONNRESET; "E?" where libc cannot name it. */
-static const char *
-err_name(int err)
-{
-	const char *name = NULL;
-
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
-	name = strerrorname_np(-err);
-#endif
-	return name != NULL ? name : "E?";
-}
-
 /* The text of an address for a trace line; never NULL. */
 static const char *
 addr_text(const struct dx_addr *addr, char *buf, size_t len)
@@ -70,7 +58,7 @@ trace_count(const char *call, int fd, ssize_t n, int eof)
 	if (!dx_trace_on() || n == -EAGAIN)
 		return;
 	if (n < 0)
-		dx_trace("%s(%d) = -1 %s (%s)", call, fd, err_name((int)n),
+		dx_trace("%s(%d) = -1 %s (%s)", call, fd, dx__errno_name((int)n),
 		         dx_strerror((int)n));
 	else if (n == 0 && eof)
 		dx_trace("%s(%d) = 0 (EOF)", call, fd);
@@ -91,7 +79,7 @@ trace_dgram(const char *call, const char *arrow, int fd,
 	if (!dx_trace_on() || n == -EAGAIN)
 		return;
 	if (n < 0)
-		dx_trace("%s(%d) = -1 %s (%s)", call, fd, err_name((int)n),
+		dx_trace("%s(%d) = -1 %s (%s)", call, fd, dx__errno_name((int)n),
 		         dx_strerror((int)n));
 	else if ((size_t)n > len)
 		dx_trace("%s(%d) %s %s %zd bytes (truncated to %zu)", call, fd,

@@ -53,18 +53,6 @@ name_of(const struct name *table, size_t n, int value)
 	return "?";
 }
 
-/* "EMFILE" for -EMFILE; "E?" where libc cannot name it. */
-static const char *
-err_name(int err)
-{
-	const char *name = NULL;
-
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
-	name = strerrorname_np(-err);
-#endif
-	return name != NULL ? name : "E?";
-}
-
 /*
  * "= 3" for RC >= 0, "= -1 EMFILE (Too many open files)" otherwise; a
  * trace line may be cut, so snprintf's length is not needed.
@@ -75,7 +63,7 @@ result_text(int rc, char *buf, size_t len)
 	if (rc >= 0)
 		(void)snprintf(buf, len, "= %d", rc);
 	else
-		(void)snprintf(buf, len, "= -1 %s (%s)", err_name(rc),
+		(void)snprintf(buf, len, "= -1 %s (%s)", dx__errno_name(rc),
 		               dx_strerror(rc));
 	return buf;
 }
