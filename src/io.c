@@ -58,8 +58,8 @@ trace_count(const char *call, int fd, ssize_t n, int eof)
 	if (!dx_trace_on() || n == -EAGAIN)
 		return;
 	if (n < 0)
-		dx_trace("%s(%d) = -1 %s (%s)", call, fd, dx__errno_name((int)n),
-		         dx_strerror((int)n));
+		dx_trace("%s(%d) = -1 %s (%s)", call, fd,
+		         dx__errno_name((int)n), dx_strerror((int)n));
 	else if (n == 0 && eof)
 		dx_trace("%s(%d) = 0 (EOF)", call, fd);
 	else
@@ -79,8 +79,8 @@ trace_dgram(const char *call, const char *arrow, int fd,
 	if (!dx_trace_on() || n == -EAGAIN)
 		return;
 	if (n < 0)
-		dx_trace("%s(%d) = -1 %s (%s)", call, fd, dx__errno_name((int)n),
-		         dx_strerror((int)n));
+		dx_trace("%s(%d) = -1 %s (%s)", call, fd,
+		         dx__errno_name((int)n), dx_strerror((int)n));
 	else if ((size_t)n > len)
 		dx_trace("%s(%d) %s %s %zd bytes (truncated to %zu)", call, fd,
 		         arrow, addr_text(addr, text, sizeof(text)), n, len);
