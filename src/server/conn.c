@@ -8,10 +8,12 @@
  * or the linger bound, and only then closes.
  */
 #include "server/conn.h"
+#include "child.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static const char *const end_names[DX_END_COUNT] = {
@@ -332,17 +334,55 @@ dx__conn_finish(struct dx_conn *c)
 	c->out = NULL;
 }
 
+/* A millisecond limit as a socket timeout; 0 stays 0 (no timeout). */
+static struct timeval
+ms_timeval(int64_t ms)
+{
+	return (struct timeval){.tv_sec = (time_t)(ms / 1000),
+	                        .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+/*
+ * Blocking models: when no lifetime must be watched, the socket is made
+ * blocking with the idle and write limits as its receive and send
+ * timeouts, so a request costs read and send, not poll, read and send.
+ * Returns 1 when that is set up; 0 leaves the socket non-blocking.
+ */
+static int
+block_in_io(int fd, const struct dx_conn_limits *lim)
+{
+	struct timeval rcv = ms_timeval(lim->idle_ms);
+	struct timeval snd = ms_timeval(lim->write_timeout_ms);
+
+	if (lim->lifetime_ms > 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd)) < 0)
+		return 0;
+	return dx__set_nonblock(fd, 0) == 0;
+}
+
 int
 dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
              uint8_t *scratch, size_t len)
 {
 	int end = dx__conn_open(c, dx_now_ms()), rc;
+	int blocking = block_in_io(c->fd, lim);
+	short ev;
 
 	if (end == DX_END_NONE)
 		end = maybe_shutdown(c, dx_now_ms());
 	while (end == DX_END_NONE) {
-		rc = dx_wait(c->fd, dx__conn_events(c),
-		             dx__conn_deadline(c, lim));
+		ev = dx__conn_events(c);
+		/* Only waiting for input: let read(2) itself wait, up to the
+		 * idle limit. A drain after our FIN keeps its own deadline. */
+		if (blocking && ev == POLLIN && !(c->flags & DX_CONN_SHUT_WR)) {
+			end = dx__conn_ready(c, POLLIN, scratch, len,
+			                     dx_now_ms());
+			if (end == DX_END_NONE)
+				end = dx__conn_expired(c, lim, dx_now_ms());
+			continue;
+		}
+		rc = dx_wait(c->fd, ev, dx__conn_deadline(c, lim));
 		if (rc == -ETIMEDOUT)
 			end = dx__conn_expired(c, lim, dx_now_ms());
 		else if (rc < 0)
