@@ -37,6 +37,17 @@ struct dx_iter {
 	int used; /* receive entries the last batch filled (BATCH at first) */
 };
 
+/* 1 for 0.0.0.0 and ::, the addresses that stand for every address. */
+static int
+wildcard(const struct dx_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->u.sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+	return 0;
+}
+
 int
 dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 {
@@ -49,12 +60,18 @@ dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 		if (srv->iter == NULL)
 			return -ENOMEM;
 	}
-	if (family == AF_INET)
+	/*
+	 * Only a wildcard socket can be asked on several addresses (and only
+	 * it receives broadcasts); one bound to an address answers from it
+	 * anyway, so it pays for no packet info on either side.
+	 */
+	l->pktinfo = wildcard(&l->bound);
+	if (l->pktinfo && family == AF_INET)
 		rc = setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on));
-	else if (family == AF_INET6)
+	else if (l->pktinfo && family == AF_INET6)
 		rc = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on,
 		                sizeof(on));
-	if (family == AF_INET || family == AF_INET6)
+	if (l->pktinfo)
 		dx_trace("setsockopt(%d, %s, 1) = %d", l->fd,
 		         family == AF_INET ? "IP_PKTINFO" : "IPV6_RECVPKTINFO",
 		         rc);
@@ -200,7 +217,10 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 		drop(srv, l, peer, DX_DROP_NO_ADDRESS);
 		return 0;
 	}
-	arrival_address(l, m, &local);
+	if (l->pktinfo)
+		arrival_address(l, m, &local);
+	else
+		local = l->bound;
 	if (l->guard && !admit(srv, l, peer, &local))
 		return 0;
 	req = (struct dx_dgram_req){
@@ -231,7 +251,9 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	        .msg_iov = &it->out_iov[nout],
 	        .msg_iovlen = 1,
 	        .msg_control = it->out_ctl[nout].buf,
-	        .msg_controllen = reply_source(&local, &it->out_ctl[nout]),
+	        .msg_controllen =
+	                l->pktinfo ? reply_source(&local, &it->out_ctl[nout])
+	                           : 0,
 	};
 	if (it->out[nout].msg_hdr.msg_controllen == 0)
 		it->out[nout].msg_hdr.msg_control = NULL;

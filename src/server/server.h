@@ -31,6 +31,7 @@ struct dx_listener {
 	char *exec_buf; /* exec: the strings conf.argv points into */
 	int fd;
 	int guard;        /* reflection guard and budget on */
+	int pktinfo;      /* bound to a wildcard: replies need their source */
 	int created_path; /* we made its unix socket file: remove it */
 	struct dx_addr bound;
 	uint64_t served;
