@@ -10,6 +10,8 @@ build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 failed=""
+# Sanitizer builds are slower: tests scale their grace periods by this.
+[ -n "${SANITIZE:-}" ] && export DUPLEX_TIME_SCALE=5
 
 stage() {
 	name=$1

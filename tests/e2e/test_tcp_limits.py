@@ -16,7 +16,8 @@ import time
 import pytest
 
 from conftest import run
-from test_tcp_server import (MODEL, children, connect, cpu_seconds, exchange,
+from test_tcp_server import (MODEL, SLOW, children, connect, cpu_seconds,
+                             exchange,
                              fd_count, needs_ipv6, read_to_end, recv_exactly,
                              rst_close, script, start, v4, wait_for,
                              wait_no_children)
@@ -95,7 +96,7 @@ def test_thousand_broken_clients_leave_no_zombies_and_no_fds(
             rst_close(s)
         assert time.monotonic() - t0 < 60, f"1,000 connects: stuck at {i}"
     wait_no_children(srv, 60)
-    wait_for(lambda: fd_count(srv.pid) <= base, 2,
+    wait_for(lambda: fd_count(srv.pid) <= base, 2 * SLOW,
              what=f"the server's fd count back to {base}")
     assert srv.running()
     with connect(srv.addr()) as s:
