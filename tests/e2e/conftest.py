@@ -445,3 +445,15 @@ def in_netns(ns, args, **kw):
     kw.setdefault("timeout", 10)
     return subprocess.run(["ip", "netns", "exec", ns, *args],
                           capture_output=True, **kw)
+
+
+def chargen_pattern(nbytes):
+    """The first NBYTES of chargen as xinetd sends it, which RFC 864's
+    example also shows: 72 characters of the ring '!'..'}' (93) and CR LF
+    per line, line k starting at ring[(k mod 95) mod 93]."""
+    out, k = bytearray(), 0
+    while len(out) < nbytes:
+        start = (k % 95) % 93
+        out += bytes(0x21 + (start + c) % 93 for c in range(72)) + b"\r\n"
+        k += 1
+    return bytes(out[:nbytes])

@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from conftest import duplex_path, have_ipv6_loopback, is_root, need, run
+from conftest import (chargen_pattern, duplex_path, have_ipv6_loopback,
+                      is_root, need, run)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -351,19 +352,6 @@ def check_time(reply):
 def check_qotd(reply):
     assert 0 < len(reply) <= 512, reply
     assert reply.endswith(b"\r\n") and b"\t-- " in reply, reply
-
-
-def chargen_pattern(nbytes):
-    """xinetd's chargen, which the RFC 864 example also shows: 72
-    characters from the ring '!'..'}' (93) and CR LF per line, line k
-    starting at ring[(k mod 95) mod 93]."""
-    ring = bytes(range(0x21, 0x7e))
-    out, k = bytearray(), 0
-    while len(out) < nbytes:
-        start = (k % 95) % 93
-        out += bytes(ring[(start + i) % 93] for i in range(72)) + b"\r\n"
-        k += 1
-    return bytes(out[:nbytes])
 
 
 def check_chargen_shape(data):

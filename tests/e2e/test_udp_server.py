@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import (DROP_NAMES, drain, exchange, have_ipv6_loopback,
+from conftest import (DROP_NAMES, chargen_pattern, drain, exchange,
+                      have_ipv6_loopback,
                       in_netns, is_root, need, recv_or_none, run,
                       send_raw_udp, udp_socket)
 
@@ -51,18 +52,6 @@ def check_time(reply):
     (secs,) = struct.unpack("!I", reply)
     assert abs(secs - RFC868_OFFSET - time.time()) <= 5, (
         f"time {secs} (since 1900) is not now")
-
-
-def chargen_stream(n):
-    """The first N bytes of the RFC 864 pattern as xinetd (and the RFC's
-    example) sends it: 72 characters of the ring '!'..'}' (93) and CR LF
-    per line, line k starting at ring[(k mod 95) mod 93]."""
-    out, line = bytearray(), 0
-    while len(out) < n:
-        start = (line % 95) % 93
-        out += bytes(0x21 + (start + c) % 93 for c in range(72)) + b"\r\n"
-        line += 1
-    return bytes(out[:n])
 
 
 def unix_dgram(path=None):
@@ -349,7 +338,7 @@ def test_chargen_replies_follow_rfc864(serve):
             s.sendto(b"any content", srv.addr())
             reply = s.recv(70000)
             assert len(reply) <= 512
-            assert reply == chargen_stream(len(reply)), (
+            assert reply == chargen_pattern(len(reply)), (
                 f"not the RFC 864 pattern: {reply[:80]!r}...")
             lengths.append(len(reply))
     assert len(set(lengths)) > 1, f"chargen lengths never vary: {lengths}"
