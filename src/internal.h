@@ -54,13 +54,15 @@ extern struct dx_sysops dx__sys;
 
 /*
  * The batched and event calls of the I/O layer, for the servers:
- * recvmmsg(2) without waiting (returns the count, -EAGAIN or -errno),
+ * recvmmsg(2) (returns the count, -EAGAIN or -errno; with WAIT on a
+ * blocking descriptor it waits for the first datagram and takes what else
+ * is queued then, MSG_WAITFORONE; without, it never waits),
  * sendmmsg(2) (returns how many were sent, >= 1, or -errno for the first
  * message, after waiting a bounded time out of EAGAIN), and epoll_wait(2)
  * until DEADLINE (returns the count, 0 at the deadline, or -errno). EINTR
  * is retried; with tracing on, each datagram gets its own trace line.
  */
-int dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n);
+int dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n, int wait);
 int dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n);
 int dx__epoll_wait(int epfd, struct epoll_event *evs, int max,
                    int64_t deadline);

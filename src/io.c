@@ -410,12 +410,13 @@ trace_batch(int fd, const struct mmsghdr *v, int n, const char *call,
 }
 
 int
-dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n)
+dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n, int wait)
 {
+	int flags = wait ? MSG_WAITFORONE : MSG_DONTWAIT;
 	int rc;
 
 	do
-		rc = dx__sys.recvmmsg(fd, v, n, MSG_DONTWAIT, NULL);
+		rc = dx__sys.recvmmsg(fd, v, n, flags, NULL);
 	while (rc < 0 && errno == EINTR);
 	if (rc < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : dx__neg_errno();

@@ -12,9 +12,15 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define BATCH 32
 /* Larger than any UDP payload, so MSG_TRUNC means a unixgram giant. */
@@ -35,6 +41,7 @@ struct dx_iter {
 	uint8_t in_buf[BATCH][RECV_SIZE];
 	uint8_t out_buf[BATCH][DX_DGRAM_MAX];
 	int used; /* receive entries the last batch filled (BATCH at first) */
+	int stop_fd; /* readable once the server stops, or -1: see below */
 };
 
 /* 1 for 0.0.0.0 and ::, the addresses that stand for every address. */
@@ -55,8 +62,10 @@ dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 
 	if (srv->iter == NULL) {
 		srv->iter = calloc(1, sizeof(*srv->iter));
-		if (srv->iter != NULL)
+		if (srv->iter != NULL) {
 			srv->iter->used = BATCH;
+			srv->iter->stop_fd = -1;
+		}
 		if (srv->iter == NULL)
 			return -ENOMEM;
 	}
@@ -194,6 +203,15 @@ admit(struct dx_server *srv, const struct dx_listener *l,
 	return reason < 0;
 }
 
+/* The cancel test of a waiting handler when the watcher reads signals. */
+static int
+stopped(void *ctx)
+{
+	const struct dx_server *srv = ctx;
+
+	return srv->stop;
+}
+
 /*
  * Serves datagram I of the batch. Returns 1 when it queued a reply in
  * out[NOUT], 0 when there is none.
@@ -230,8 +248,11 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	        .local = &local,
 	        .conf = &l->conf,
 	        .reply = it->out_buf[nout],
-	        .cancel_fd = srv->sigfd,
-	        .cancelled = dx__server_signals,
+	        /* A waiting handler watches for the server's stop: on the
+	         * signal descriptor itself, unless a watcher thread reads
+	         * that (dx__iter_run) and says so on stop_fd. */
+	        .cancel_fd = it->stop_fd >= 0 ? it->stop_fd : srv->sigfd,
+	        .cancelled = it->stop_fd >= 0 ? stopped : dx__server_signals,
 	        .cancel_ctx = srv,
 	};
 	n = l->conf.svc->dgram(&req);
@@ -283,26 +304,110 @@ send_replies(struct dx_server *srv, struct dx_listener *l, int n)
 	}
 }
 
+/*
+ * Receives one batch (waiting for it when WAIT), serves it front to back
+ * and sends the replies in order. Returns the number received, or -errno.
+ */
+static int
+serve_batch(struct dx_server *srv, struct dx_listener *l, int wait)
+{
+	int n, nout = 0;
+
+	prepare_receive(srv->iter);
+	n = dx__recvmmsg(l->fd, srv->iter->in, BATCH, wait);
+	srv->iter->used = n > 0 ? n : 0;
+	if (n < 0) {
+		if (n != -EAGAIN)
+			dx__log(srv, DX_LOG_WARN, "%s: receive: %s", l->name,
+			        dx_strerror(n));
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		nout += serve_one(srv, l, i, nout);
+	send_replies(srv, l, nout);
+	return n;
+}
+
 void
 dx__iter_serve(struct dx_server *srv, struct dx_listener *l)
 {
 	/* A few batches per wakeup, so one busy socket cannot starve others. */
-	for (int round = 0; round < 4; round++) {
-		int n, nout = 0;
+	for (int round = 0; round < 4; round++)
+		if (serve_batch(srv, l, 0) < BATCH)
+			return;
+}
 
-		prepare_receive(srv->iter);
-		n = dx__recvmmsg(l->fd, srv->iter->in, BATCH);
-		srv->iter->used = n > 0 ? n : 0;
-		if (n < 0) {
-			if (n != -EAGAIN)
-				dx__log(srv, DX_LOG_WARN, "%s: receive: %s",
-				        l->name, dx_strerror(n));
-			return;
+/* The thread that waits for signals while the server waits in recvmmsg. */
+struct watcher {
+	struct dx_server *srv;
+	struct dx_listener *l;
+	int done_fd; /* readable once the serving loop has ended */
+	int stop_fd; /* written once the server stops */
+};
+
+static void *
+watch_signals(void *arg)
+{
+	struct watcher *w = arg;
+	struct pollfd p[2] = {{.fd = w->srv->sigfd, .events = POLLIN},
+	                      {.fd = w->done_fd, .events = POLLIN}};
+	uint64_t one = 1;
+
+	while (!w->srv->stop) {
+		int rc = dx_poll(p, 2, DX_FOREVER);
+
+		if (rc < 0 || p[1].revents) {
+			if (rc < 0)
+				dx__log(w->srv, DX_LOG_ERROR, "signals: %s",
+				        dx_strerror(rc));
+			w->srv->stop = 1;
+			break;
 		}
-		for (int i = 0; i < n; i++)
-			nout += serve_one(srv, l, i, nout);
-		send_replies(srv, l, nout);
-		if (n < BATCH)
-			return;
+		if (p[0].revents)
+			dx__server_signals(w->srv);
 	}
+	/* Wakes the receive: the socket reads end of file from now on.
+	 * Unconnected, it reports ENOTCONN, and does it anyway. A handler
+	 * that waits (exec) is woken through stop_fd. */
+	shutdown(w->l->fd, SHUT_RD);
+	(void)write(w->stop_fd, &one, sizeof(one));
+	return NULL;
+}
+
+int
+dx__iter_run(struct dx_server *srv, struct dx_listener *l)
+{
+	struct watcher w = {.srv = srv, .l = l};
+	int flags = fcntl(l->fd, F_GETFL), err = 0;
+	pthread_t tid;
+	uint64_t one = 1;
+
+	w.done_fd = eventfd(0, EFD_CLOEXEC);
+	w.stop_fd = eventfd(0, EFD_CLOEXEC);
+	srv->iter->stop_fd = w.stop_fd;
+	if (w.done_fd < 0 || w.stop_fd < 0 || flags < 0 ||
+	    fcntl(l->fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		err = dx__neg_errno();
+		goto out;
+	}
+	err = -pthread_create(&tid, NULL, watch_signals, &w);
+	if (err < 0)
+		goto out;
+	while (!srv->stop) {
+		int n = serve_batch(srv, l, 1);
+
+		if (n < 0 && n != -EAGAIN && n != -ENOMEM && n != -ENOBUFS) {
+			err = n;
+			break;
+		}
+	}
+	(void)write(w.done_fd, &one, sizeof(one));
+	pthread_join(tid, NULL);
+out:
+	srv->iter->stop_fd = -1;
+	if (w.done_fd >= 0)
+		close(w.done_fd);
+	if (w.stop_fd >= 0)
+		close(w.stop_fd);
+	return err;
 }

@@ -279,7 +279,9 @@ handle_signals(struct dx_server *srv)
 				dx__stream_stop(srv);
 		} else if (si.ssi_signo == SIGUSR1) {
 			dx__server_log_counters(srv);
-		} else if (si.ssi_signo == SIGCHLD) {
+		} else if (si.ssi_signo == SIGCHLD && srv->has_stream) {
+			/* A datagram-only server's children are its exec
+			 * programs, each waited for by its own request. */
 			dx__stream_reap(srv);
 		}
 	}
@@ -356,6 +358,11 @@ dx__server_run(struct dx_server *srv)
 	struct epoll_event evs[256];
 	int n, err = 0;
 
+	/* One datagram socket and nothing else to watch: no event loop. */
+	if (srv->nls == 1 && !srv->has_stream && srv->sigfd >= 0 &&
+	    srv->ls[0].fd >= 0 &&
+	    dx_scheme_socktype(srv->ls[0].ep.scheme) == SOCK_DGRAM)
+		return dx__iter_run(srv, &srv->ls[0]);
 	if (srv->sigfd >= 0)
 		err = watch(srv->epfd, srv->sigfd, SIGNAL_TAG);
 	for (size_t i = 0; i < srv->nls && err == 0; i++)

@@ -34,8 +34,8 @@ struct dx_listener {
 	int pktinfo;      /* bound to a wildcard: replies need their source */
 	int created_path; /* we made its unix socket file: remove it */
 	struct dx_addr bound;
-	uint64_t served;
-	int paused; /* not watched while limits defer accepting */
+	_Atomic uint64_t served; /* read by other threads (SIGUSR1) */
+	int paused;              /* not watched while limits defer accepting */
 };
 
 struct dx_iter;
@@ -147,8 +147,8 @@ struct dx_server {
 	struct dx_guard guard;
 	struct dx_budget *budget;
 	struct dx_iter *iter;
-	uint64_t drops[DX_DROP_COUNT];
-	int stop;
+	_Atomic uint64_t drops[DX_DROP_COUNT];
+	_Atomic int stop; /* set by whichever thread reads SIGTERM */
 
 	/* The concurrent server. */
 	const struct dx_model *model;
@@ -248,6 +248,12 @@ int dx__exec_env(struct dx_env *env, int fd, const struct dx_addr *peer,
 int dx__iter_open(struct dx_server *srv, struct dx_listener *l);
 /* Serves the datagrams waiting on L, in arrival order, a batch at a time. */
 void dx__iter_serve(struct dx_server *srv, struct dx_listener *l);
+/*
+ * Serves L, the server's only socket, until the server stops: the seed's
+ * iterative server exactly, blocking in the receive itself rather than in
+ * epoll_wait() first, while a second thread waits for the signals.
+ */
+int dx__iter_run(struct dx_server *srv, struct dx_listener *l);
 void dx__iter_free(struct dx_server *srv);
 
 #endif /* DX_SERVER_H */

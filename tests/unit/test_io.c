@@ -848,7 +848,7 @@ TEST(mmsg_batches_retry_eintr_and_eagain)
 	CHECK_INT_EQ(dx_wait(fb, POLLIN, dx_deadline_in(WAIT_MS)), POLLIN);
 	fault_set(2, EINTR, 0);
 	dx__sys.recvmmsg = fake_recvmmsg;
-	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3), 3);
+	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3, 0), 3);
 	CHECK_INT_EQ(fault.calls, 3);
 	for (int i = 0; i < 3; i++) {
 		char want[16];
@@ -857,10 +857,20 @@ TEST(mmsg_batches_retry_eintr_and_eagain)
 		CHECK_INT_EQ(v[i].msg_len, 7);
 		CHECK_STR_EQ(bufs[i], want);
 	}
-	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3), 1);
+	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3, 0), 1);
 	CHECK_STR_EQ(bufs[0], "dgram 0");
-	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3), -EAGAIN);
+	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3, 0), -EAGAIN);
 	dx__sys_reset();
+	/* Waiting, on a blocking socket: the first datagram is waited for,
+	 * the rest of what is queued then comes with it, nothing more. */
+	CHECK(fcntl(fb, F_SETFL, fcntl(fb, F_GETFL) & ~O_NONBLOCK) == 0);
+	for (int i = 0; i < 3; i++)
+		mmsg_set(&v[i], &iov[i], bufs[i], 7, &b.u.ss, b.len);
+	CHECK_INT_EQ(dx__sendmmsg(fa, v, 2), 2);
+	for (int i = 0; i < 3; i++)
+		mmsg_set(&v[i], &iov[i], bufs[i], sizeof(bufs[i]), &names[i],
+		         sizeof(names[i]));
+	CHECK_INT_EQ(dx__recvmmsg(fb, v, 3, 1), 2);
 	close(fa);
 	close(fb);
 }
