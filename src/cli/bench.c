@@ -16,10 +16,16 @@
  *   pingpong  N stream connections: one message, its whole echo, the next
  *   connrate  N slots, each: connect, one message, its echo, close, again
  *   bulk      N connections streaming through an echo server (MiB/s)
- *   idle      N connections opened, then held for the duration
+ *   idle      N connections opened, each proven served by the echo of one
+ *             message, then held for the duration
  *
  * Connections are opened before the clock starts (connrate opens its own
  * as it goes); operations still in flight at the end are not counted.
+ * idle opens its connections IDLE_WINDOW at a time: a connection counts
+ * as open once its message has come back, so no more than the window
+ * waits in the server's accept queue. A client that outran a slow
+ * accepter would overflow a short backlog (socat's is 5, xinetd's 64),
+ * and each dropped SYN costs a second before it is sent again.
  */
 #include "cli.h"
 #include "service/service.h"
@@ -54,7 +60,9 @@ static const char usage[] =
         "  connrate  N slots: connect, one message, its echo, close, repeat\n"
         "            (tcp connections end with a reset: no TIME_WAIT)\n"
         "  bulk      N connections streaming through an echo server\n"
-        "  idle      N connections opened and held for the duration\n"
+        "  idle      N connections opened and held for the duration; each\n"
+        "            sends one message and waits for its echo first\n"
+        "            (--size 0: no message, for servers that do not echo)\n"
         "\n"
         "options:\n"
         "  -p, --pattern P         the pattern (default udp for datagram\n"
@@ -62,7 +70,8 @@ static const char usage[] =
         "  -c, --connections N     sockets, connections or slots (default 1)\n"
         "  -d, --duration DURATION how long to measure (default 10s)\n"
         "  -s, --size BYTES        message size (default 64; bulk: the chunk\n"
-        "                          written at a time, default 65536)\n"
+        "                          written at a time, default 65536; idle:\n"
+        "                          0 for no message)\n"
         "  -t, --threads T         threads to share the connections\n"
         "                          (default 1)\n"
         "      --timeout DURATION  udp: a request unanswered this long\n"
@@ -91,14 +100,16 @@ static const struct {
         [BP_IDLE] = {"idle", SOCK_STREAM, 64, SIZE_MAX_STREAM},
 };
 
-#define MAX_CONNS   1000000
-#define MAX_THREADS 64
-#define SETUP_MS    10000 /* opening every connection may take this long */
-#define CONNECT_MS  2000  /* one connect may take this long */
-#define TICK_MS     100   /* a worker looks at the clock at least this often */
-#define MAX_EVENTS  256
-#define LATE_MAX    4 /* timed-out requests remembered per socket */
-#define STREAM_BUF  (256u << 10)
+#define MAX_CONNS    1000000
+#define MAX_THREADS  64
+#define SETUP_MS     10000 /* opening every connection may take this long, */
+#define SETUP_MS_PER 2     /* plus this much per connection */
+#define IDLE_WINDOW  16    /* idle: connections being opened at a time */
+#define CONNECT_MS   2000  /* one connect may take this long */
+#define TICK_MS      100   /* a worker looks at the clock at least this often */
+#define MAX_EVENTS   256
+#define LATE_MAX     4 /* timed-out requests remembered per socket */
+#define STREAM_BUF   (256u << 10)
 
 struct bench_opts {
 	enum pattern pattern;
@@ -297,7 +308,7 @@ struct counters {
 	        closed;
 };
 
-enum conn_state { CS_EXCHANGE, CS_CONNECTING };
+enum conn_state { CS_EXCHANGE, CS_CONNECTING, CS_HELD };
 
 struct conn {
 	int fd;
@@ -716,6 +727,122 @@ idle_event(struct worker *w, struct conn *c, uint32_t ev)
 	conn_fail(w, c, n == 0 ? -EPIPE : (int)n);
 }
 
+/*
+ * idle's opening: one step of C's connect and probe. Returns 1 when C is
+ * held (connected, and its message echoed unless --size is 0), 0 while
+ * under way, or a negative error (-EBADMSG for an echo that differs).
+ */
+static int
+idle_step(struct worker *w, struct conn *c, uint32_t ev)
+{
+	int rc = 0;
+
+	if (c->state == CS_CONNECTING) {
+		if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return 0;
+		rc = slot_connected(w, c);
+	} else if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		rc = msg_receive(w, c);
+	} else if (ev & EPOLLOUT) {
+		rc = msg_send(w, c);
+	}
+	if (rc < 0 || (rc == 0 && w->o->size > 0))
+		return rc;
+	if (c->bad)
+		return -EBADMSG;
+	c->state = CS_HELD;
+	w->c.established++;
+	hist_add(&w->hist, now_ns() - c->t0);
+	rc = set_events(w, c, EPOLLIN | EPOLLRDHUP);
+	return rc < 0 ? rc : 1;
+}
+
+/* Starts opening C: a socket, its connect, its message. */
+static int
+idle_start(struct worker *w, struct conn *c)
+{
+	int rc = slot_open(w, c, now_ns());
+
+	if (c->fd >= 0)
+		w->alive++;
+	if (rc == 0 && c->state == CS_EXCHANGE)
+		rc = idle_step(w, c, 0);
+	return rc;
+}
+
+/* A socket of idle's opening failed; -EBADMSG is a verify failure. */
+static void
+idle_fail(struct worker *w, struct conn *c, int err)
+{
+	if (c->fd < 0) {
+		w->c.errors++;
+		if (w->first_err == 0)
+			w->first_err = err;
+		return;
+	}
+	if (err == -EBADMSG) {
+		w->c.verify++;
+		close_socket(w, c);
+		w->alive--;
+		return;
+	}
+	conn_fail(w, c, err);
+}
+
+/*
+ * Opens the worker's idle connections, IDLE_WINDOW under way at a time,
+ * until all are held or the setup time is up; what is still under way
+ * then has timed out.
+ */
+static void
+idle_setup(struct worker *w)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	size_t next = 0, busy = 0;
+
+	while ((next < w->n || busy > 0) && !atomic_load(&w->run->stop) &&
+	       dx_now_ms() < w->run->setup_deadline) {
+		int n;
+
+		for (; busy < IDLE_WINDOW && next < w->n; next++) {
+			struct conn *c = &w->conns[next];
+			int rc = idle_start(w, c);
+
+			if (rc < 0)
+				idle_fail(w, c, rc);
+			else if (rc == 0)
+				busy++;
+		}
+		n = dx__epoll_wait(w->epfd, evs, MAX_EVENTS,
+		                   w->run->setup_deadline);
+		if (n < 0) {
+			w->first_err = n;
+			w->c.errors++;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct conn *c = evs[i].data.ptr;
+			int rc;
+
+			if (c->fd < 0)
+				continue;
+			if (c->state == CS_HELD) {
+				idle_event(w, c, evs[i].events);
+				continue;
+			}
+			rc = idle_step(w, c, evs[i].events);
+			if (rc < 0)
+				idle_fail(w, c, rc);
+			if (rc != 0)
+				busy--;
+		}
+	}
+	for (size_t i = 0; i < w->n; i++)
+		if (i >= next ||
+		    (w->conns[i].fd >= 0 && w->conns[i].state != CS_HELD))
+			idle_fail(w, &w->conns[i], -ETIMEDOUT);
+}
+
 static void
 handle(struct worker *w, struct conn *c, uint32_t ev)
 {
@@ -742,24 +869,15 @@ handle(struct worker *w, struct conn *c, uint32_t ev)
 
 /* ---- the worker's life: open, wait for the start, run, close */
 
-/* What a socket waits for once open: bulk writes whenever it can. */
-static uint32_t
-first_events(enum pattern p)
-{
-	if (p == BP_BULK)
-		return EPOLLIN | EPOLLOUT;
-	if (p == BP_IDLE)
-		return EPOLLIN | EPOLLRDHUP;
-	return EPOLLIN;
-}
-
-/* Opens one socket of the worker's share; returns 0 or an error. */
+/*
+ * Opens one socket of the worker's share (udp, pingpong, bulk; idle opens
+ * its own); returns 0 or an error. Bulk writes whenever it can.
+ */
 static int
 open_one(struct worker *w, struct conn *c)
 {
 	const struct bench_opts *o = w->o;
 	int64_t deadline = dx_deadline_in(CONNECT_MS);
-	uint64_t t0 = now_ns();
 	int fd, rc;
 
 	if (deadline > w->run->setup_deadline)
@@ -779,12 +897,11 @@ open_one(struct worker *w, struct conn *c)
 			return rc;
 		}
 		w->c.established++;
-		if (o->pattern == BP_IDLE)
-			hist_add(&w->hist, now_ns() - t0);
 	}
 	c->fd = fd;
 	w->alive++;
-	return set_events(w, c, first_events(o->pattern));
+	return set_events(w, c,
+	                  o->pattern == BP_BULK ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 static void
@@ -798,6 +915,10 @@ worker_setup(struct worker *w)
 	}
 	if (w->o->pattern == BP_CONNRATE) {
 		w->alive = w->n; /* slots open their connections as they go */
+		return;
+	}
+	if (w->o->pattern == BP_IDLE) {
+		idle_setup(w);
 		return;
 	}
 	for (size_t i = 0; i < w->n; i++) {
@@ -975,9 +1096,10 @@ apply_option(int c, struct bench_opts *o)
 		return -1;
 	case 's':
 		o->have_size = 1;
-		if (cli_parse_count(optarg, 1, SIZE_MAX_STREAM, &o->size) == 0)
+		if (cli_parse_count(optarg, 0, SIZE_MAX_STREAM, &o->size) == 0)
 			return 0;
-		cli_error("bench: bad value '%s' for --size (1-%lld bytes)",
+		cli_error("bench: bad value '%s' for --size (1-%lld bytes; "
+		          "0 for idle)",
 		          optarg, SIZE_MAX_STREAM);
 		return -1;
 	case 't':
@@ -1056,6 +1178,10 @@ check_target(struct bench_opts *o, const char *text)
 	}
 	if (!o->have_size)
 		o->size = patterns[o->pattern].size;
+	if (o->size == 0 && o->pattern != BP_IDLE) {
+		cli_error("bench: --size '0' is only for the idle pattern");
+		return -1;
+	}
 	if (o->size > patterns[o->pattern].size_max) {
 		cli_error("bench: --size '%lld' is more than one datagram can "
 		          "carry (%lld bytes)",
@@ -1238,7 +1364,8 @@ run_workers(const struct bench_opts *o, struct worker *ws, struct run *run,
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, &old);
-	run->setup_deadline = dx_deadline_in(SETUP_MS);
+	run->setup_deadline =
+	        dx_deadline_in(SETUP_MS + SETUP_MS_PER * (int64_t)o->conns);
 	for (; started < o->threads; started++) {
 		rc = -pthread_create(&ws[started].tid, NULL, worker_main,
 		                     &ws[started]);
@@ -1346,7 +1473,7 @@ report_text(const struct bench_opts *o, const struct totals *t)
 		       hist_quantile(h, 0.99) / 1e3,
 		       hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
 		       (double)h->sum / (double)h->n / 1e3,
-		       o->pattern == BP_IDLE ? " (connect)" : "");
+		       o->pattern == BP_IDLE ? " (opening)" : "");
 	printf("errors %" PRIu64 ", timeouts %" PRIu64 ", verify failures "
 	       "%" PRIu64 ", late replies %" PRIu64 "\n",
 	       c->errors, c->timeouts, c->verify, c->late);
