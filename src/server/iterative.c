@@ -24,7 +24,7 @@
 
 #define BATCH 32
 /* Larger than any UDP payload, so MSG_TRUNC means a unixgram giant. */
-#define RECV_SIZE 65536
+#define RECV_SIZE DX_REQUEST_MAX
 
 union pktinfo_buf {
 	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
@@ -39,7 +39,7 @@ struct dx_iter {
 	struct dx_addr peer[BATCH];
 	union pktinfo_buf in_ctl[BATCH], out_ctl[BATCH];
 	uint8_t in_buf[BATCH][RECV_SIZE];
-	uint8_t out_buf[BATCH][DX_DGRAM_MAX];
+	uint8_t out_buf[BATCH][DX_REQUEST_MAX]; /* a reply may be as long */
 	int used; /* receive entries the last batch filled (BATCH at first) */
 	int stop_fd; /* readable once the server stops, or -1: see below */
 };

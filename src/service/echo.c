@@ -12,6 +12,8 @@
 static ssize_t
 echo_dgram(const struct dx_dgram_req *req)
 {
+	if (req->len > DX_REQUEST_MAX) /* the server never hands over more */
+		return -EMSGSIZE;
 	memcpy(req->reply, req->data, req->len);
 	return (ssize_t)req->len;
 }

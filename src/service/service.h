@@ -16,6 +16,15 @@
 
 /* Largest UDP payload over IPv4: 65,535 - 20 (IP) - 8 (UDP). */
 #define DX_DGRAM_MAX 65507
+/*
+ * The largest request the iterative server takes whole, and so the size of
+ * every reply buffer: a handler may answer with as many bytes as it was
+ * sent (echo). It is larger than DX_DGRAM_MAX: UDP over IPv6 carries up to
+ * 65,527 bytes (the IPv6 header is not inside the 16-bit length), and a
+ * unix datagram can be larger still; anything longer arrives truncated and
+ * is dropped, never half-answered.
+ */
+#define DX_REQUEST_MAX 65536
 
 /* The reply a datagram handler returns when it sends nothing. */
 #define DX_NOREPLY (-1)
@@ -40,11 +49,11 @@ struct dx_service_conf {
 /* One datagram request, as the iterative server hands it to a service. */
 struct dx_dgram_req {
 	const uint8_t *data;
-	size_t len;
+	size_t len;                  /* at most DX_REQUEST_MAX */
 	const struct dx_addr *peer;  /* the sender */
 	const struct dx_addr *local; /* the address it arrived on */
 	const struct dx_service_conf *conf;
-	uint8_t *reply; /* DX_DGRAM_MAX bytes for the reply */
+	uint8_t *reply; /* DX_REQUEST_MAX bytes for the reply */
 	/*
 	 * A handler that waits (exec) also watches CANCEL_FD (or not, if -1);
 	 * when it is readable it calls CANCELLED(CANCEL_CTX), and abandons

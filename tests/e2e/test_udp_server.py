@@ -319,6 +319,45 @@ def test_unixgram_truncated_datagram_is_counted_and_dropped(serve, sockdir):
     assert srv.served(0) == 1
 
 
+def test_ipv6_largest_datagram_echoes_whole(serve):
+    """UDP over IPv6 carries 65,527 bytes (the 16-bit length leaves out
+    the IPv6 header), 20 more than over IPv4: echoed whole, after a full
+    batch of small ones so the reply lands in the last buffer."""
+    need_ipv6()
+    srv = serve("echo", "udp://[::1]:0")
+    big = random.Random(6).randbytes(65527)
+    with udp_socket("::1") as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        # Stopped, the server finds all 32 queued and takes one batch.
+        os.kill(srv.pid, signal.SIGSTOP)
+        try:
+            for i in range(31):
+                s.sendto(b"small %d" % i, ("::1", srv.port()))
+            s.sendto(big, ("::1", srv.port()))
+        finally:
+            os.kill(srv.pid, signal.SIGCONT)
+        replies = [recv_or_none(s, 2.0, 70000) for _ in range(32)]
+    assert replies[:31] == [b"small %d" % i for i in range(31)]
+    assert replies[31] == big
+    assert srv.usr1()["truncated"] == 0
+
+
+@pytest.mark.parametrize("size", [65508, 65536])
+def test_unixgram_datagrams_up_to_64k_echo_whole(serve, sockdir, size):
+    """A unix datagram may be larger than any UDP one: up to 65,536 bytes
+    it is served whole (a reply buffer holds any request taken)."""
+    path = os.path.join(sockdir, "s.sock")
+    srv = serve("echo", f"unixgram://{path}")
+    data = random.Random(size).randbytes(size)
+    with unix_dgram(os.path.join(sockdir, "c.sock")) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        c.sendto(data, path)
+        assert recv_or_none(c, 2.0, 70000) == data
+    assert srv.usr1()["truncated"] == 0
+
+
 # ---------------------------------------------------------------------------
 # The other services
 # ---------------------------------------------------------------------------

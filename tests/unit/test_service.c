@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static uint8_t reply[DX_DGRAM_MAX];
+static uint8_t reply[DX_REQUEST_MAX];
 
 static ssize_t
 serve(const struct dx_service *svc, const char *data, size_t len,
