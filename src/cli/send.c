@@ -17,6 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Room for the largest reply there can be (UDP over IPv6 carries 65,527
+ * bytes, a unix datagram more): a longer one is reported as truncated,
+ * never printed in part.
+ */
+#define REPLY_MAX DX_REQUEST_MAX
+
 static const char usage[] =
         "usage: duplex send [OPTIONS] ENDPOINT [DATA]\n"
         "\n"
@@ -64,7 +71,7 @@ print_hex(const uint8_t *p, size_t n)
 static void
 drain_late(int fd, uint8_t *buf, struct probe_stats *st)
 {
-	while (dx_recvfrom(fd, buf, DX_DGRAM_MAX + 1, NULL) >= 0)
+	while (dx_recvfrom(fd, buf, REPLY_MAX, NULL) >= 0)
 		st->late++;
 }
 
@@ -89,7 +96,9 @@ probe(int fd, const struct send_opts *o, const void *data, size_t len,
 			return n;
 		n = dx_wait(fd, POLLIN, t0 + wait_ms);
 		if (n > 0)
-			n = dx_recvfrom(fd, buf, DX_DGRAM_MAX + 1, NULL);
+			n = dx_recvfrom(fd, buf, REPLY_MAX, NULL);
+		if (n > REPLY_MAX) /* truncated: never shown as a reply */
+			return -EMSGSIZE;
 		if (n >= 0) {
 			clock_gettime(CLOCK_MONOTONIC, &b);
 			*rtt_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
@@ -156,7 +165,7 @@ exit_code(ssize_t last_err, const struct probe_stats *st)
 static int
 run_probes(int fd, const struct send_opts *o, const void *data, size_t len)
 {
-	uint8_t *buf = malloc(DX_DGRAM_MAX + 1);
+	uint8_t *buf = malloc(REPLY_MAX);
 	struct probe_stats st = {.rtt_min = 1e300};
 	ssize_t n, last_err = 0;
 	double rtt = 0;

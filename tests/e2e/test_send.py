@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -17,8 +18,8 @@ import time
 
 import pytest
 
-from conftest import (drain, exchange, free_udp_port, in_netns, is_root,
-                      need, run, udp_socket)
+from conftest import (drain, exchange, free_udp_port, have_ipv6_loopback,
+                      in_netns, is_root, need, run, udp_socket)
 
 RFC868_OFFSET = 2208988800
 CTIME_RE = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -228,6 +229,55 @@ def test_send_ignores_replies_from_another_source(duplex):
     assert not errors, errors
     assert p.returncode == 0, p
     assert p.stdout == b"RIGHT"
+
+
+def one_reply_server(sock, reply, errors):
+    """Answers the first datagram on SOCK with REPLY, in a thread."""
+    def answer():
+        try:
+            sock.settimeout(5)
+            _, client = sock.recvfrom(100)
+            sock.sendto(reply, client)
+        except OSError as e:
+            errors.append(e)
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    return t
+
+
+def test_send_prints_the_largest_ipv6_reply_whole(duplex):
+    """UDP over IPv6 carries 65,527 bytes: a reply that long is printed
+    whole, not cut to the IPv4 limit."""
+    if not have_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+    reply, errors = os.urandom(65527), []
+    with udp_socket("::1") as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        t = one_reply_server(srv, reply, errors)
+        p = run(["send", "--timeout", "2s", "--retries", "0",
+                 f"udp://[::1]:{srv.getsockname()[1]}", "big?"])
+        t.join(timeout=5)
+    assert not errors, errors
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == reply
+
+
+def test_send_reports_a_reply_too_long_to_hold(duplex, tmp_path):
+    """A hostile unix datagram server answers with 70,000 bytes, more than
+    any datagram duplex send takes: one clear error, nothing printed."""
+    path = str(tmp_path / "big.sock")
+    errors = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(path)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        t = one_reply_server(srv, b"z" * 70000, errors)
+        p = run(["send", "--timeout", "2s", "--retries", "0",
+                 f"unixgram://{path}", "big?"])
+        t.join(timeout=5)
+    assert not errors, errors
+    assert p.returncode == 1, p
+    assert p.stdout == b""
+    assert "too long" in one_error_line(p)
 
 
 # ---------------------------------------------------------------------------
