@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: MIT
 """End-to-end tests of the load generator, `duplex bench`, and of the
 benchmark script bench/run. Each pattern gets a short smoke run against a
-real local server (duplex serve for datagrams, bench/floor_epoll.c built
-here for tcp, python echo servers for unix sockets); servers that corrupt
-a byte make it report verify failures and exit 1; bad input exits 2 with
-one line. These tests check behaviour, never speed. Traffic goes only to
-127.0.0.1 and to unix sockets in a temporary directory; every server is
-stopped at teardown and every wait is bounded."""
+real local server (duplex serve for datagrams, bench/floor_epoll.c and
+bench/libevent_echo.c built here for tcp, python echo servers for unix
+sockets); servers that corrupt a byte make it report verify failures and
+exit 1; bad input exits 2 with one line; bench/run, filtered to a few
+servers, writes the rows and targets it should. These tests check
+behaviour, never speed. Traffic goes only to 127.0.0.1 and to unix
+sockets in a temporary directory; every server is stopped at teardown by
+its pid and every wait is bounded."""
 import json
+import os
 import pathlib
 import shutil
 import socket
@@ -73,10 +76,33 @@ def floor_epoll_bin(tmp_path_factory):
     return str(exe)
 
 
-@pytest.fixture
-def floor_epoll(floor_epoll_bin):
-    """A running floor_epoll on 127.0.0.1; yields its tcp:// endpoint."""
-    proc = subprocess.Popen([floor_epoll_bin, "0"], stdout=subprocess.PIPE,
+def have_libevent():
+    """1 when libevent's headers are installed (Debian libevent-dev)."""
+    return os.path.exists("/usr/include/event2/event.h")
+
+
+@pytest.fixture(scope="module")
+def libevent_echo_bin(tmp_path_factory):
+    """bench/libevent_echo.c built in a temporary directory, as bench/run
+    builds it. libevent-dev is in the bench package set (scripts/deps.sh
+    bench), not the test set, so without it this skips."""
+    if not have_libevent():
+        pytest.skip("libevent-dev is not installed (sh scripts/deps.sh "
+                    "bench installs it)")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    exe = tmp_path_factory.mktemp("libevent") / "libevent_echo"
+    p = subprocess.run([cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                        "-o", str(exe),
+                        str(ROOT / "bench" / "libevent_echo.c"), "-levent"],
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return str(exe)
+
+
+def port_printing_server(exe):
+    """Runs EXE 0 (a bench server that prints its bound port); yields its
+    tcp:// endpoint; kills it by its pid at the end."""
+    proc = subprocess.Popen([exe, "0"], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     try:
         line = proc.stdout.readline()  # its bound port, printed at once
@@ -86,6 +112,18 @@ def floor_epoll(floor_epoll_bin):
         proc.kill()
         proc.wait(timeout=5)
         proc.stdout.close()
+
+
+@pytest.fixture
+def floor_epoll(floor_epoll_bin):
+    """A running floor_epoll on 127.0.0.1; yields its tcp:// endpoint."""
+    yield from port_printing_server(floor_epoll_bin)
+
+
+@pytest.fixture
+def libevent_echo(libevent_echo_bin):
+    """A running libevent_echo on 127.0.0.1; yields its tcp:// endpoint."""
+    yield from port_printing_server(libevent_echo_bin)
 
 
 def flip(data, corrupt):
@@ -105,6 +143,19 @@ class StreamEcho(socketserver.BaseRequestHandler):
                 if not data:
                     return
                 self.request.sendall(flip(data, self.corrupt))
+        except OSError:
+            return
+
+
+class StreamHold(socketserver.BaseRequestHandler):
+    """Reads and discards until the peer closes: holds a connection
+    without ever answering."""
+
+    def handle(self):
+        self.request.settimeout(30)
+        try:
+            while self.request.recv(65536):
+                pass
         except OSError:
             return
 
@@ -134,7 +185,10 @@ def pyserver():
     started = []
 
     def start(kind, corrupt=False, path=None):
-        if kind == "udp":
+        if kind == "hold":
+            srv = ThreadingTCP(("127.0.0.1", 0), StreamHold)
+            ep = f"tcp://127.0.0.1:{srv.server_address[1]}"
+        elif kind == "udp":
             handler = type("H", (DgramEcho,), {"corrupt": corrupt})
             srv = socketserver.UDPServer(("127.0.0.1", 0), handler)
             ep = f"udp://127.0.0.1:{srv.server_address[1]}"
@@ -209,6 +263,37 @@ def test_stream_patterns_against_floor(floor_epoll, pattern, conns):
         assert doc["bytes"] == doc["ops"] * 64
 
 
+@pytest.mark.parametrize("pattern,conns", [("pingpong", 8), ("connrate", 4),
+                                           ("bulk", 2), ("idle", 200)])
+def test_stream_patterns_against_libevent(libevent_echo, pattern, conns):
+    """bench/run's libevent peer echoes every pattern exactly."""
+    p, doc = bench(libevent_echo, "--pattern", pattern, "-c", conns, "-d",
+                   "1", "--json")
+    assert_clean(p, doc)
+    if pattern == "idle":
+        assert doc["established"] == conns and doc["closed_by_peer"] == 0
+
+
+def test_idle_against_fork_model(serve):
+    """idle opens its connections a window at a time, each proven served
+    by an echo: a process-per-connection server gets them all."""
+    srv = serve("--model", "fork", "echo", "tcp://127.0.0.1:0")
+    p, doc = bench(f"tcp://127.0.0.1:{srv.port()}", "-p", "idle", "-c", "60",
+                   "-d", "0.5", "--json")
+    assert_clean(p, doc)
+    assert doc["established"] == 60 and doc["closed_by_peer"] == 0
+    assert doc["latency_us"]["max"] > 0  # the opening of each is timed
+
+
+def test_idle_size_zero_holds_without_echo(pyserver):
+    """--size 0: idle holds connections to a server that never answers."""
+    ep = pyserver("hold")
+    p, doc = bench(ep, "-p", "idle", "--size", "0", "-c", "20", "-d", "0.5",
+                   "--json")
+    assert_clean(p, doc)
+    assert doc["established"] == 20 and doc["size"] == 0
+
+
 def test_pingpong_large_messages(floor_epoll):
     """Messages larger than a socket buffer: short writes and reads."""
     p, doc = bench(floor_epoll, "-p", "pingpong", "-c", "2", "--size",
@@ -239,7 +324,8 @@ def test_text_report(floor_epoll):
 
 @pytest.mark.parametrize("kind,pattern", [("udp", "udp"),
                                           ("tcp", "pingpong"),
-                                          ("tcp", "connrate")])
+                                          ("tcp", "connrate"),
+                                          ("tcp", "idle")])
 def test_corrupting_server_fails_verify(pyserver, kind, pattern):
     ep = pyserver(kind, corrupt=True)
     p, doc = bench(ep, "-p", pattern, "-c", "2", "-d", "1", "--json")
@@ -312,6 +398,7 @@ def test_tcp_refused_is_an_error():
     (["udp://127.0.0.1:7", "-d", "0"], "0"),
     (["udp://127.0.0.1:7", "-d", "soon"], "soon"),
     (["udp://127.0.0.1:7", "--size", "65508"], "65508"),
+    (["tcp://127.0.0.1:7", "-p", "pingpong", "--size", "0"], "0"),
     (["udp://127.0.0.1:7", "-t", "65"], "65"),
     (["udp://127.0.0.1:7", "--timeout", "-1"], "-1"),
     (["tcp://127.0.0.1:7", "-p", "udp"], "tcp://127.0.0.1:7"),
@@ -338,44 +425,135 @@ def test_help():
 
 
 # ---------------------------------------------------------------------------
-# bench/run, end to end (udp only, 2 s per case)
+# bench/run, end to end: a few servers, 1 s per case
 # ---------------------------------------------------------------------------
 
-def test_bench_run_quick_udp(duplex, tmp_path):
+def bench_run(duplex, out, *args, timeout=90):
+    """Runs bench/run ARGS --duration 1 --out OUT; returns (its Markdown,
+    its SVG) after checking that it exited 0 and printed the Markdown."""
     if shutil.which("taskset") is None:
         pytest.fail("taskset (util-linux) is not installed")
     p = subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "run"),
-                        "--quick", "--only", "udp", "--duplex", duplex,
-                        "--out", str(tmp_path)],
-                       capture_output=True, timeout=90,
+                        "--duration", "1", *args, "--duplex", duplex,
+                        "--out", str(out)],
+                       capture_output=True, timeout=timeout,
                        stdin=subprocess.DEVNULL)
     err = p.stderr.decode(errors="replace")
     assert p.returncode == 0, err
-    mds = list(tmp_path.glob("*.md"))
-    svgs = list(tmp_path.glob("*.svg"))
-    assert len(mds) == 1 and len(svgs) == 1, list(tmp_path.iterdir())
+    mds, svgs = list(out.glob("*.md")), list(out.glob("*.svg"))
+    assert len(mds) == 1 and len(svgs) == 1, list(out.iterdir())
     text = mds[0].read_text()
     assert p.stdout.decode() == text + "\n"
     assert "Machine: " in text and " cores, Linux " in text
-    assert "Command: `bench/run --quick --only udp" in text
-    tables = text.split("### ")[1:]
-    assert [t.splitlines()[0] for t in tables] == [
-        "udp, 64 B, 1 sender", "udp, 64 B, 32 senders"]
+    return text, svgs[0].read_text()
+
+
+def tables(text):
+    """{title: [row cells]} of each table in bench/run's Markdown."""
+    out = {}
+    for block in text.split("### ")[1:]:
+        lines = block.splitlines()
+        rows = [r for r in lines if r.startswith("| ")]
+        out[lines[0]] = [[c.strip() for c in r.strip().strip("|").split("|")]
+                         for r in rows]
+    return out
+
+
+def number(cell):
+    return float(cell.replace(",", "").rstrip("x").split(" ")[0])
+
+
+def row_name(cells):
+    """A row's server, without the marker of a row disturbed by other work
+    on CPU 1."""
+    return cells[0].split(" ¹")[0]
+
+
+def test_bench_run_udp(duplex, tmp_path):
+    text, svg = bench_run(duplex, tmp_path, "--only", "udp")
+    assert "Command: `bench/run --duration 1 --only udp" in text
+    got = tables(text)
+    assert list(got) == ["udp, 64 B, 1 sender", "udp, 64 B, 32 senders"]
     want = ["floor: recvmmsg echo", "duplex serve echo (udp)"]
     if shutil.which("xinetd") and is_root():
         want.append("xinetd internal echo")
-    for t in tables:
-        rows = [r for r in t.splitlines() if r.startswith("| ")
-                and not r.startswith("| server")]
-        # A row that ran beside other work on CPU 1 carries a marker.
-        names = [r.split(" | ")[0][2:].split(" ¹")[0] for r in rows]
-        assert names == want, t
-        for r in rows:
-            cells = [c.strip() for c in r.strip("|").split("|")]
-            assert int(cells[1].replace(",", "")) > 0, r  # ops/s
-            assert cells[2].endswith("x"), r               # vs floor
-            assert float(cells[5].replace(",", "")) > 0, r  # CPU µs/op
-        assert rows[0].split(" | ")[2] == "1.00x"
+    for title, rows in got.items():
+        head, body = rows[0], rows[1:]
+        assert head[:3] == ["server", "ops/s", "vs floor"], head
+        assert head[-1] == "timeouts", head
+        assert [row_name(r) for r in body] == want, title
+        for r in body:
+            assert number(r[1]) > 0, r               # ops/s
+            assert r[2].endswith("x"), r             # vs floor
+            assert number(r[5]) > 0, r               # server CPU µs/op
+        assert body[0][2] == "1.00x"
     assert "pingpong" not in text.split("Servers:")[0]
-    svg = svgs[0].read_text()
+    assert "Targets" not in text  # no udp target
     assert svg.startswith("<svg") and svg.count("<rect") >= 1 + 2 * len(want)
+
+
+def test_bench_run_tcp_cases(duplex, tmp_path):
+    """Every tcp case with the floor, the epoll model, libevent (when its
+    headers are installed) and iperf3 (when installed): the rows, their
+    ratio columns, the idle memory figures, the targets, an SVG panel
+    per case."""
+    text, svg = bench_run(duplex, tmp_path, "--only",
+                          "pingpong,connrate,bulk,idle", "--idle-conns",
+                          "200", "--servers",
+                          "floor: epoll,model epoll,libevent,iperf3")
+    got = tables(text)
+    assert list(got) == [
+        "pingpong, 64 B, 50 connections",
+        "connrate: connect, 64 B, close; 8 at a time",
+        "bulk: a stream through echo, 64 KiB writes, 1 connection",
+        "idle: 200 connections held"]
+    servers = ["floor: epoll echo", "duplex --model epoll"]
+    if have_libevent():
+        servers.append("libevent echo")
+    else:
+        assert "libevent echo: skipped (cannot build" in text
+    ceiling = ["iperf3 one-way (ceiling, not an echo)"] \
+        if shutil.which("iperf3") else []
+    heads = {
+        "pingpong": ["server", "ops/s", "vs floor", "vs xinetd", "vs socat",
+                     "p50 µs", "p99 µs", "server CPU µs/op",
+                     "process CPU µs/op"],
+        "connrate": ["server", "conn/s", "vs floor", "vs fork", "vs xinetd",
+                     "vs socat", "p50 µs", "p99 µs", "server CPU µs/conn",
+                     "CPU vs libevent", "process CPU µs/conn"],
+        "bulk": ["server", "MiB/s", "vs floor", "vs socat",
+                 "server CPU µs/MiB", "process CPU µs/MiB"],
+        "idle": ["server", "held", "processes (threads)", "PSS before MiB",
+                 "PSS held MiB", "PSS B/conn", "vs floor",
+                 "page tables B/conn"]}
+    for title, rows in got.items():
+        kind = title.split(",")[0].split(":")[0]
+        head, body = rows[0], rows[1:]
+        assert head == heads[kind], title
+        want = servers + (ceiling if kind == "bulk" else [])
+        assert [row_name(r) for r in body] == want, title
+        for r in body:
+            assert len(r) == len(head) and "failed" not in r[0], r
+            if kind == "idle":
+                assert r[1] == "200" and r[2] == "1 (1)", r
+                assert r[6].endswith(" B"), r
+                continue
+            assert number(r[1]) > 0 and r[2].endswith("x"), r
+            cpu = [c for h, c in zip(head, r) if h.startswith("server CPU")]
+            assert number(cpu[0]) > 0, r
+        if kind != "idle":
+            assert body[0][2] == "1.00x", body[0]
+        if kind == "connrate" and have_libevent():
+            assert [r[9] for r in body][2] == "1.00x"  # libevent vs itself
+    # The targets of the epoll model, read off each table.
+    targets = [line for line in text.splitlines()
+               if line.startswith("- issue ")]
+    assert any("`epoll` at least 0.95x the floor's ops/s: epoll " in t
+               for t in targets), targets
+    assert any("at most 256 bytes of server PSS per connection: epoll "
+               in t for t in targets), targets
+    if have_libevent():
+        assert any("most 0.8x libevent's: epoll " in t and "x libevent's ("
+                   in t for t in targets), targets
+    assert svg.count("font-weight=\"bold\"") == 4  # a panel per case
+    assert "PSS bytes per held connection" in svg
