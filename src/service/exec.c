@@ -3,7 +3,8 @@
  * exec.c - exec:PROGRAM [ARGS]: runs a program per datagram, as inetd's
  * "wait" datagram services do but without handing over the socket. The
  * datagram is the program's standard input; what it writes to standard
- * output (at most DX_DGRAM_MAX bytes) is the reply, sent when it exits 0.
+ * output is the reply, sent when it exits 0; more than DX_DGRAM_MAX bytes
+ * of it gets the program killed at once, and no reply.
  * A run that outlives its timeout is killed with its whole process group,
  * and so is anything it left running once it has exited.
  */
@@ -75,7 +76,13 @@ wait_or_cancel(const struct dx_dgram_req *req, int fd, short events,
 	}
 }
 
-/* Collects standard output until end of file, the cap or the deadline. */
+/*
+ * Collects standard output until end of file or the deadline. Output
+ * longer than a datagram can carry is -EMSGSIZE: the caller kills the
+ * program at once rather than wait for it (an endless writer would hold
+ * the iterative server until the timeout) and sends no reply, never a
+ * truncated one. One byte past the cap is enough to know.
+ */
 static ssize_t
 collect(const struct dx_dgram_req *req, struct run *run, int64_t deadline)
 {
@@ -84,8 +91,8 @@ collect(const struct dx_dgram_req *req, struct run *run, int64_t deadline)
 	int rc;
 
 	fcntl(run->out, F_SETFL, O_NONBLOCK);
-	while (got < DX_DGRAM_MAX) {
-		n = dx_read(run->out, req->reply + got, DX_DGRAM_MAX - got);
+	while (got <= DX_DGRAM_MAX) { /* the reply has DX_REQUEST_MAX bytes */
+		n = dx_read(run->out, req->reply + got, DX_DGRAM_MAX + 1 - got);
 		if (n == 0)
 			break;
 		if (n > 0) {
@@ -98,7 +105,7 @@ collect(const struct dx_dgram_req *req, struct run *run, int64_t deadline)
 		if (rc < 0)
 			return rc;
 	}
-	return (ssize_t)got;
+	return got > DX_DGRAM_MAX ? -EMSGSIZE : (ssize_t)got;
 }
 
 /*

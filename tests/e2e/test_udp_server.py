@@ -527,6 +527,32 @@ def test_exec_failing_program_is_counted(serve):
     assert srv.usr1()["service-failed"] == 1
 
 
+@pytest.mark.parametrize("program", ["/bin/head -c 65508 /dev/zero",
+                                     "/usr/bin/yes"],
+                         ids=["one-byte-over", "endless"])
+def test_exec_output_over_a_datagram_gets_no_reply_at_once(serve, program):
+    """A program that writes more than 65,507 bytes is killed as soon as
+    it does: no reply (never a truncated one), and the server is free
+    again long before the 10 s exec timeout."""
+    srv = serve(f"exec:{program}", "udp://127.0.0.1:0", "echo",
+                "udp://127.0.0.1:0")
+    with udp_socket() as s:
+        s.sendto(b"x", srv.addr(0))
+        # The iterative server serves its sockets in turn: echo answers
+        # once the run is over, which must be at once, not at the timeout.
+        t0 = time.monotonic()
+        assert exchange(srv.addr(1), b"next", timeout=5) == b"next"
+        assert time.monotonic() - t0 < 2.0
+        assert recv_or_none(s, 0.5) is None
+    assert srv.usr1()["service-failed"] == 1
+    assert children_of(srv.pid) == []
+
+
+def test_exec_output_of_exactly_a_datagram_is_the_reply(serve):
+    srv = serve("exec:/bin/head -c 65507 /dev/zero", "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"x", timeout=5) == bytes(65507)
+
+
 # ---------------------------------------------------------------------------
 # Signals, counters, bad input
 # ---------------------------------------------------------------------------
