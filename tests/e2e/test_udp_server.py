@@ -747,18 +747,34 @@ def test_guard_drops_own_port_source(serve):
     assert srv.served(1) == 0, "chargen was reached: a loop started"
 
 
-def test_two_servers_cannot_loop(serve, netns):
-    """echo on 10007 and chargen on 10019, separate servers, in a
-    namespace of our own; a datagram to echo spoofed from chargen's port
-    must not start the classic echo <-> chargen loop."""
-    echo = serve("echo", "udp://127.0.0.1:10007", netns=netns)
-    chargen = serve("chargen", "udp://127.0.0.1:10019", netns=netns)
-    send_raw_udp("127.0.0.1", 10019, "127.0.0.1", 10007, b"ping pong",
-                 netns=netns)
+def udp_in_datagrams(ns):
+    """The kernel's Udp InDatagrams counter inside namespace NS."""
+    p = in_netns(ns, ["cat", "/proc/net/snmp"])
+    rows = [line.split() for line in p.stdout.decode().splitlines()
+            if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("InDatagrams")])
+
+
+@pytest.mark.parametrize("echo_port,chargen_port", [(7, 19), (10007, 10019)],
+                         ids=["well-known", "fallback"])
+def test_two_servers_cannot_loop(serve, netns, echo_port, chargen_port):
+    """echo and chargen, separate servers, in a namespace of our own (so
+    the kernel's UDP counters are ours alone): one datagram to echo
+    spoofed from chargen's port must not start the classic echo <->
+    chargen loop. The kernel delivers exactly that one datagram in 2 s
+    (S31; a naive pair exchanges tens of thousands)."""
+    echo = serve("echo", f"udp://127.0.0.1:{echo_port}", netns=netns)
+    chargen = serve("chargen", f"udp://127.0.0.1:{chargen_port}",
+                    netns=netns)
+    before = udp_in_datagrams(netns)
+    send_raw_udp("127.0.0.1", chargen_port, "127.0.0.1", echo_port,
+                 b"ping pong", netns=netns)
     time.sleep(2)
+    assert udp_in_datagrams(netns) - before == 1
     ce = echo.usr1()
     chargen.usr1()
-    assert ce["own-port"] == 1, ce
+    reason = "source-port" if chargen_port < 1024 else "own-port"
+    assert ce[reason] == 1, ce
     assert echo.served(0) == 0
     assert chargen.served(0) == 0
     assert echo.stop() == 0
