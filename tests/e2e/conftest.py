@@ -457,3 +457,10 @@ def chargen_pattern(nbytes):
         out += bytes(0x21 + (start + c) % 93 for c in range(72)) + b"\r\n"
         k += 1
     return bytes(out[:nbytes])
+
+
+def nft(ns, *args):
+    """Runs nft ARGS inside namespace NS; fails the test if nft does."""
+    p = in_netns(ns, [need("nft"), *args])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return p.stdout.decode()

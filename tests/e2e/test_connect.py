@@ -10,6 +10,7 @@ is ended by its pid."""
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import duplex_path, have_ipv6_loopback, need, run, udp_socket
+from conftest import (duplex_path, have_ipv6_loopback, in_netns, need, nft,
+                      run, udp_socket)
 
 
 def tcp(port, host="127.0.0.1"):
@@ -706,6 +708,61 @@ def find_in_order(lines, patterns):
             pytest.fail(f"no trace line matching {pat!r} in order in "
                         f"{lines}")
     return found
+
+
+def test_connect_tries_each_address_in_turn(duplex, netns):
+    """A name with three addresses, in a namespace of our own whose
+    /etc/hosts gives it them (`ip netns exec` mounts /etc/netns/NS/hosts
+    over /etc/hosts): the first drops every packet, the second refuses,
+    only the third listens. duplex connect tries them in getaddrinfo's
+    order, each within --timeout, and gets through on the third."""
+    hosts_dir = f"/etc/netns/{netns}"
+    os.makedirs(hosts_dir, exist_ok=True)
+    try:
+        with open(f"{hosts_dir}/hosts", "w") as f:
+            f.write("127.0.0.2 multi\n127.0.0.3 multi\n127.0.0.4 multi\n")
+        p = in_netns(netns, ["getent", "ahosts", "multi"])
+        order = []
+        for line in p.stdout.decode().splitlines():
+            if "STREAM" in line and line.split()[0] not in order:
+                order.append(line.split()[0])
+        assert len(order) == 3, p.stdout
+        dropped, refused, listening = order
+        srv = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "/usr/bin/python3", "-c",
+             "import socket,sys\n"
+             "s=socket.create_server((sys.argv[1],0))\n"
+             "print(s.getsockname()[1],flush=True)\n"
+             "c,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()\n",
+             listening], stdout=subprocess.PIPE)
+        try:
+            port = int(srv.stdout.readline())
+            nft(netns, "add", "table", "inet", "dxt")
+            nft(netns, "add", "chain", "inet", "dxt", "out",
+                "{ type filter hook output priority 0 ; }")
+            nft(netns, "add", "rule", "inet", "dxt", "out", "ip", "daddr",
+                dropped, "tcp", "dport", str(port), "drop")
+            t0 = time.monotonic()
+            p = in_netns(netns, [duplex, "connect", "--trace", "--timeout",
+                                 "300ms", f"tcp://multi:{port}"],
+                         input=b"third time lucky", timeout=10)
+            secs = time.monotonic() - t0
+            assert srv.wait(timeout=5) == 0
+        finally:
+            if srv.poll() is None:
+                srv.kill()
+                srv.wait()
+    finally:
+        shutil.rmtree(hosts_dir, ignore_errors=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"THIRD TIME LUCKY"
+    tried = [m.groups() for m in
+             (re.match(r"^connect\(\d+, ([\d.]+):\d+\)(.*)$", line)
+              for line in trace_lines(p.stderr.decode())) if m]
+    assert [a for a, _ in tried] == order, p.stderr.decode()
+    assert "ECONNREFUSED" in tried[1][1], tried
+    assert tried[2][1].strip() == "= 0", tried
+    assert 0.25 <= secs < 5, secs
 
 
 def test_connect_trace(duplex, peer):

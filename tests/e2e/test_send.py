@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import (drain, exchange, free_udp_port, have_ipv6_loopback,
-                      in_netns, is_root, need, run, udp_socket)
+                      in_netns, is_root, need, nft, run, udp_socket)
 
 RFC868_OFFSET = 2208988800
 CTIME_RE = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -371,12 +371,6 @@ def test_send_count_to_xinetd_echo(duplex, xinetd):
 # ---------------------------------------------------------------------------
 
 NS_PORT = 4000      # inside a namespace of our own
-
-
-def nft(ns, *args):
-    p = in_netns(ns, [need("nft"), *args])
-    assert p.returncode == 0, p.stderr.decode(errors="replace")
-    return p.stdout.decode()
 
 
 def test_send_retries_through_loss(duplex, serve, netns):
