@@ -38,6 +38,10 @@ dx__pool_get(struct dx_bufpool *pool)
 {
 	struct dx_freebuf *buf = pool->free;
 
+	if (pool->own != NULL && !pool->own_lent) {
+		pool->own_lent = 1;
+		return pool->own;
+	}
 	if (buf == NULL)
 		return malloc(DX_CONN_BUF);
 	pool->free = buf->next;
@@ -50,6 +54,10 @@ dx__pool_put(struct dx_bufpool *pool, uint8_t *buf)
 {
 	struct dx_freebuf *node = (struct dx_freebuf *)(void *)buf;
 
+	if (buf == pool->own) {
+		pool->own_lent = 0;
+		return;
+	}
 	if (pool->nfree >= pool->max_free) {
 		free(buf);
 		return;

@@ -46,6 +46,13 @@ struct dx_freebuf {
 struct dx_bufpool {
 	struct dx_freebuf *free;
 	size_t nfree, max_free;
+	/*
+	 * A buffer of the owner's (DX_CONN_BUF bytes, e.g. a forked child's
+	 * static one), lent before any from malloc and never freed; NULL if
+	 * none. A child that never calls malloc dirties no heap page.
+	 */
+	uint8_t *own;
+	int own_lent;
 };
 
 uint8_t *dx__pool_get(struct dx_bufpool *pool);

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,9 +25,32 @@ struct fork_child {
 };
 
 struct fork_state {
-	struct fork_child *child;
+	struct fork_child *child; /* a mapping of its own: see map_table */
 	size_t n, cap;
 };
+
+/*
+ * The child table is the parent's alone, and the parent writes it at
+ * every fork: memory a child shared would be copied for the parent's
+ * next write and the copy left to the child, a page per child. Mapped
+ * MADV_WIPEONFORK, a child gets none of it (it reads zeros, and never
+ * looks), and grows with mremap(), which keeps the advice.
+ */
+static struct fork_child *
+map_table(struct fork_child *old, size_t old_cap, size_t cap)
+{
+	size_t len = cap * sizeof(*old);
+	void *p = old == NULL ? mmap(NULL, len, PROT_READ | PROT_WRITE,
+	                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+	                      : mremap(old, old_cap * sizeof(*old), len,
+	                               MREMAP_MAYMOVE);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (old == NULL)
+		(void)madvise(p, len, MADV_WIPEONFORK); /* Linux 4.14 */
+	return p;
+}
 
 static int
 fork_start(struct dx_server *srv)
@@ -44,8 +68,8 @@ fork_free(struct dx_server *srv)
 {
 	struct fork_state *st = srv->model_state;
 
-	if (st != NULL)
-		free(st->child);
+	if (st != NULL && st->child != NULL)
+		munmap(st->child, st->cap * sizeof(*st->child));
 	free(st);
 	srv->model_state = NULL;
 }
@@ -55,11 +79,12 @@ static int
 reserve_slot(struct fork_state *st)
 {
 	struct fork_child *bigger;
-	size_t cap = st->cap ? 2 * st->cap : 64;
+	/* A page's worth at first; whole pages as it doubles. */
+	size_t cap = st->cap ? 2 * st->cap : 4096 / sizeof(*bigger);
 
 	if (st->n < st->cap)
 		return 0;
-	bigger = realloc(st->child, cap * sizeof(*bigger));
+	bigger = map_table(st->child, st->cap, cap);
 	if (bigger == NULL)
 		return -ENOMEM;
 	st->child = bigger;
@@ -75,8 +100,10 @@ static void __attribute__((noreturn))
 child_main(struct dx_server *srv, struct dx_listener *l, int fd,
            const struct dx_addr *peer, uint32_t connnum)
 {
-	static uint8_t scratch[65536];
-	struct dx_bufpool pool = {0};
+	/* Static, so that the child's buffers cost only the pages the
+	 * connection's bytes touch: no malloc, no heap page to copy. */
+	static uint8_t scratch[65536], out[DX_CONN_BUF];
+	struct dx_bufpool pool = {.own = out};
 	struct dx_conn c;
 	sigset_t none;
 	int end;
@@ -111,7 +138,13 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	pid_t pid;
 
 	dx__source_key(peer, key);
-	pid = reserve_slot(st) == 0 ? fork() : -1;
+	/*
+	 * _Fork(), not fork(): the parent has one thread, so glibc's fork
+	 * bookkeeping (atfork handlers, malloc's arena locks, its thread
+	 * lists) buys nothing here and dirties pages every child would then
+	 * keep a copy of.
+	 */
+	pid = reserve_slot(st) == 0 ? _Fork() : -1;
 	if (pid == 0)
 		child_main(srv, l, fd, peer, dx__sources_count(srv->src, key));
 	dx_close(fd);
