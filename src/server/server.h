@@ -113,6 +113,14 @@ struct dx_sources {
 	size_t total;
 	pthread_mutex_t *lock;
 };
+/*
+ * Allocates S's slots for CAP sources, or frees them. The table is the
+ * server process's own: it is mapped MADV_WIPEONFORK, so a forked child
+ * neither shares its pages nor keeps a copy of each one the parent writes
+ * after the fork (a child per connection would keep about a page each).
+ */
+int dx__sources_alloc(struct dx_sources *s, size_t cap);
+void dx__sources_free(struct dx_sources *s);
 void dx__source_key(const struct dx_addr *peer, uint8_t key[16]);
 /* Adds one; returns the count after, or -ENOMEM when the table is full. */
 int dx__sources_add(struct dx_sources *s, const uint8_t key[16]);

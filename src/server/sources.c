@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /*
  * Takes the table's lock, if it has one. A worker that died holding it
@@ -26,6 +27,31 @@ unlock(struct dx_sources *s)
 {
 	if (s->lock != NULL)
 		pthread_mutex_unlock(s->lock);
+}
+
+int
+dx__sources_alloc(struct dx_sources *s, size_t cap)
+{
+	size_t len = cap * sizeof(*s->slots);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return dx__neg_errno();
+	(void)madvise(p, len, MADV_WIPEONFORK); /* Linux 4.14; else shared */
+	s->slots = p;
+	s->cap = cap;
+	s->total = 0;
+	return 0;
+}
+
+void
+dx__sources_free(struct dx_sources *s)
+{
+	if (s->slots != NULL)
+		munmap(s->slots, s->cap * sizeof(*s->slots));
+	s->slots = NULL;
+	s->cap = 0;
 }
 
 void
