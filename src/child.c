@@ -1,18 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * child.c - runs a program for a connection or a datagram the way a
- * careful inetd does (fork and execve, so that nothing of the server's
- * signal state can survive into the program): the given descriptors become 0, 1
- * and 2 and every other descriptor is closed, every signal disposition is reset
- * to its default and the mask emptied, the program leads a process group of its
+ * careful inetd does: the given descriptors become 0, 1 and 2 and every
+ * other descriptor is closed, every signal disposition is reset to its
+ * default and the mask emptied, the program leads a process group of its
  * own (so a timeout can end it together with its children), and it sees
  * only the environment it is given.
+ *
+ * The child is started with clone(CLONE_VM | CLONE_VFORK), as vfork(2)
+ * and glibc's posix_spawn do, not with fork(2): it borrows the caller's
+ * memory instead of copying it, and the calling thread sleeps until the
+ * program is running. A fork copies every page table of the server and,
+ * in a process with many threads (the thread model), holds the memory
+ * map's lock while it does, stalling every other thread; the cost of a
+ * spawn would grow with the server. The price is discipline in the
+ * child: it runs on a stack of its own, shares every byte of memory with
+ * a live multi-threaded process, and so makes only raw system calls (no
+ * allocation, no lock, no stdio) until execve(2); it reports a failure by
+ * storing errno where the parent reads it once it wakes.
  */
 #include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -39,9 +50,28 @@ struct kernel_sigaction {
 
 #define KERNEL_NSIG 64
 
-/* In the child: every signal to its default action, none blocked. */
-static void
-reset_signals(void)
+/*
+ * The child's stack. It lives in the calling thread's frame, which sleeps
+ * while the child runs; the child needs well under a page of it.
+ */
+#define CHILD_STACK 8192
+
+/* What the child reads, and the one thing it writes, in shared memory. */
+struct spawn_args {
+	char *const *argv;
+	char *const *envp;
+	const int *fds;
+	int newgroup;
+	volatile int err; /* errno of the step that failed; 0 if none */
+};
+
+/*
+ * In the child: every signal to its default action, none blocked. The
+ * mask comes last: signals stay blocked (the parent blocked all of them
+ * around the clone) until no handler of the server's is left to run one
+ * in memory the server shares.
+ */
+static void __attribute__((no_sanitize_address)) reset_signals(void)
 {
 	struct kernel_sigaction dfl = {.handler = SIG_DFL};
 	uint64_t none = 0;
@@ -55,34 +85,38 @@ reset_signals(void)
 
 /*
  * In the child: FDS become 0, 1, 2 and every other descriptor is closed
- * at exec (marked close-on-exec, so the error pipe lives until then).
+ * (in the child's own copy of the table). Closed now, not marked
+ * close-on-exec: the parent wakes as soon as execve(2) has replaced the
+ * memory, before the kernel closes close-on-exec descriptors, and a copy
+ * still open here would keep alive a file the parent has closed, which an
+ * epoll set goes on reporting under its old tag until the last copy goes.
  */
-static int
-setup_fds(const int fds[3])
+static int __attribute__((no_sanitize_address)) setup_fds(const int fds[3])
 {
 	for (int i = 0; i < 3; i++) {
 		if (fds[i] == i ? fcntl(i, F_SETFD, 0) < 0
 		                : dup2(fds[i], i) < 0)
 			return -1;
 	}
-	return close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	return close_range(3, ~0U, 0);
 }
 
-/* The child's side: never returns; reports a failed exec on ERRPIPE. */
-static void __attribute__((noreturn))
-child_exec(char *const argv[], char *const envp[], const int fds[3],
-           int newgroup, int errpipe)
+/*
+ * The child's side: never returns. Not instrumented by AddressSanitizer,
+ * which would poison and unpoison stack shadow that belongs to the
+ * parent's thread.
+ */
+static int __attribute__((noreturn, no_sanitize_address)) child_exec(void *arg)
 {
-	int err;
+	struct spawn_args *a = arg;
 
 	reset_signals();
-	if ((newgroup && setpgid(0, 0) < 0) || setup_fds(fds) < 0)
-		err = errno;
-	else {
-		execve(argv[0], argv, envp);
-		err = errno;
+	if ((a->newgroup && setpgid(0, 0) < 0) || setup_fds(a->fds) < 0) {
+		a->err = errno;
+	} else {
+		execve(a->argv[0], a->argv, a->envp);
+		a->err = errno;
 	}
-	(void)!write(errpipe, &err, sizeof(err));
 	_exit(127);
 }
 
@@ -90,25 +124,23 @@ int
 dx__spawn(char *const argv[], char *const envp[], const int fds[3],
           int newgroup, pid_t *pid)
 {
-	int errpipe[2], err = 0;
-	ssize_t n;
+	_Alignas(16) unsigned char stack[CHILD_STACK];
+	struct spawn_args a = {argv, envp, fds, newgroup, 0};
+	uint64_t all = ~UINT64_C(0), old = 0;
+	int err = 0;
 
-	if (pipe2(errpipe, O_CLOEXEC) < 0)
-		return dx__neg_errno();
-	*pid = fork();
-	if (*pid == 0)
-		child_exec(argv, envp, fds, newgroup, errpipe[1]);
+	/* No handler may run in the child before it resets them all. */
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof(old));
+	*pid = clone(child_exec, stack + sizeof(stack),
+	             CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
 	if (*pid < 0)
 		err = dx__neg_errno();
-	close(errpipe[1]);
-	/* End of file: the exec happened. Four bytes: why it did not. */
-	n = err ? 0
-	        : dx_read_full(errpipe[0], &err, sizeof(err), DX_FOREVER, NULL);
-	close(errpipe[0]);
-	if (n == (ssize_t)sizeof(err)) {
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(old));
+	/* Awake: the program runs, or the child has exited and said why. */
+	if (err == 0 && a.err != 0) {
+		err = -a.err;
 		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		err = -err;
 	}
 	if (err == 0)
 		dx_trace("spawn(%s) = pid %d", argv[0], (int)*pid);
