@@ -13,11 +13,14 @@
  * source, and the total that --max-conns bounds) lives in shared memory
  * under a robust process-shared mutex, and each worker keeps a ledger of
  * what it holds there, so the master can give back a dead worker's share.
+ * The workers count what they serve in the same region, and the master
+ * logs those counts as its own.
  */
 #include "server/server.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -28,6 +31,13 @@
 
 #define MAX_WORKERS    64
 #define RESPAWN_MIN_MS 1000
+/*
+ * After the drain time, a worker ends its own connections: SIGTERM to
+ * their programs, then SIGKILL a second later, as every model does. The
+ * master kills a worker only this long after that, for a worker that
+ * hangs: killed first, a worker would leave its programs running.
+ */
+#define KILL_GRACE_MS 1000
 
 extern const struct dx_model dx__model_epoll;
 
@@ -36,6 +46,7 @@ struct shared {
 	pthread_mutex_t lock;
 	struct dx_sources global;
 	struct dx_sources ledger[MAX_WORKERS];
+	_Atomic uint64_t served[DX_MAX_LISTENERS]; /* by all workers */
 };
 
 struct worker {
@@ -46,8 +57,14 @@ struct worker {
 struct prefork_state {
 	struct shared *shm;
 	size_t shm_len, n;
+	int64_t kill_at; /* stopping: when to SIGKILL workers still left */
 	struct worker w[MAX_WORKERS];
 };
+
+/* In a worker process only: the shared served counters. */
+static _Atomic uint64_t *worker_served;
+/* In a worker process only: the epoll model, counting into the above. */
+static struct dx_model worker_model;
 
 /* Maps the shared tables: the global one sized like a process's own. */
 static struct shared *
@@ -77,14 +94,31 @@ map_shared(size_t cap, size_t n, size_t *len)
 	return shm;
 }
 
+/* A worker's serve: the epoll model's, counted where the master sees it. */
+static void
+worker_serve(struct dx_server *srv, struct dx_listener *l, int fd,
+             const struct dx_addr *peer)
+{
+	uint64_t before = l->served;
+
+	dx__model_epoll.serve(srv, l, fd, peer);
+	if (l->served != before)
+		atomic_fetch_add(&worker_served[l - srv->ls],
+		                 l->served - before);
+}
+
 /* The worker's side: the epoll model on the shared stream listeners. */
 static void __attribute__((noreturn))
-worker_main(struct dx_server *srv, struct prefork_state *st, size_t i)
+worker_main(struct dx_server *srv, struct prefork_state *st, size_t i,
+            pid_t master)
 {
 	int err;
 
-	/* A worker does not outlive its master. */
+	/* A worker does not outlive its master, even one that died before
+	 * the worker could ask to be told. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		_exit(1);
 	for (size_t k = 0; k < srv->nls; k++)
 		if (dx_scheme_socktype(srv->ls[k].ep.scheme) == SOCK_DGRAM &&
 		    srv->ls[k].fd >= 0) {
@@ -93,7 +127,10 @@ worker_main(struct dx_server *srv, struct prefork_state *st, size_t i)
 		}
 	close(srv->epfd);
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-	srv->model = &dx__model_epoll;
+	worker_model = dx__model_epoll;
+	worker_model.serve = worker_serve;
+	worker_served = st->shm->served;
+	srv->model = &worker_model;
 	srv->model_state = NULL;
 	srv->src = &st->shm->global;
 	srv->ledger = &st->shm->ledger[i];
@@ -112,10 +149,10 @@ worker_main(struct dx_server *srv, struct prefork_state *st, size_t i)
 static int
 spawn_worker(struct dx_server *srv, struct prefork_state *st, size_t i)
 {
-	pid_t pid = fork();
+	pid_t master = getpid(), pid = fork();
 
 	if (pid == 0)
-		worker_main(srv, st, i);
+		worker_main(srv, st, i, master);
 	if (pid < 0)
 		return dx__neg_errno();
 	dx_trace("fork() = worker %d", (int)pid);
@@ -129,7 +166,6 @@ prefork_start(struct dx_server *srv)
 {
 	struct prefork_state *st = calloc(1, sizeof(*st));
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int err = 0;
 
 	if (st == NULL)
 		return -ENOMEM;
@@ -142,9 +178,14 @@ prefork_start(struct dx_server *srv)
 		return -ENOMEM;
 	srv->src = &st->shm->global;
 	srv->stream_elsewhere = 1;
-	for (size_t i = 0; i < st->n && err == 0; i++)
-		err = spawn_worker(srv, st, i);
-	return err;
+	/*
+	 * Not forked here: the server has not dropped its privileges yet
+	 * (--user), and a worker must not keep them. The first tick of the
+	 * main loop, which runs after the drop, starts every worker.
+	 */
+	for (size_t i = 0; i < st->n; i++)
+		st->w[i].start_ms = dx_now_ms();
+	return 0;
 }
 
 /* Gives back a dead worker's connections to the shared table. */
@@ -190,13 +231,25 @@ prefork_child_exited(struct dx_server *srv, pid_t pid, int status)
 	}
 }
 
-/* Respawns workers whose crash-loop delay is over; returns the next one. */
+/*
+ * Respawns workers whose crash-loop delay is over; stopping, kills the
+ * workers left at the kill time. Returns the next deadline.
+ */
 static int64_t
 prefork_tick(struct dx_server *srv, int64_t now)
 {
 	struct prefork_state *st = srv->model_state;
-	int64_t next = DX_FOREVER;
+	int64_t next = st->kill_at ? st->kill_at : DX_FOREVER;
 
+	if (st->kill_at && now >= st->kill_at) {
+		dx__log(srv, DX_LOG_WARN, "killing %zu workers still draining",
+		        srv->model->active(srv));
+		for (size_t i = 0; i < st->n; i++)
+			if (st->w[i].pid > 0)
+				kill(st->w[i].pid, SIGKILL);
+		st->kill_at = 0;
+		next = DX_FOREVER;
+	}
 	for (size_t i = 0; i < st->n && !srv->stop; i++) {
 		if (st->w[i].pid != 0)
 			continue;
@@ -220,14 +273,34 @@ prefork_active(const struct dx_server *srv)
 	return live;
 }
 
+/*
+ * SIGTERM goes to the workers at once; SIGKILL only after KILL_GRACE_MS
+ * (see there), from prefork_tick.
+ */
 static void
 prefork_terminate(struct dx_server *srv, int sig)
 {
 	struct prefork_state *st = srv->model_state;
 
+	if (sig == SIGKILL) {
+		if (st->kill_at == 0)
+			st->kill_at = dx_now_ms() + KILL_GRACE_MS;
+		return;
+	}
 	for (size_t i = 0; i < st->n; i++)
 		if (st->w[i].pid > 0)
 			kill(st->w[i].pid, sig);
+}
+
+/* The stream listeners' counts are what the workers served. */
+static void
+prefork_counters(struct dx_server *srv)
+{
+	struct prefork_state *st = srv->model_state;
+
+	for (size_t i = 0; st != NULL && i < srv->nls; i++)
+		if (dx_scheme_socktype(srv->ls[i].ep.scheme) == SOCK_STREAM)
+			srv->ls[i].served = atomic_load(&st->shm->served[i]);
 }
 
 /* SIGTERM: each worker stops accepting and drains on its own. */
@@ -271,5 +344,6 @@ const struct dx_model dx__model_prefork = {
         .active = prefork_active,
         .stop = prefork_stop,
         .terminate = prefork_terminate,
+        .counters = prefork_counters,
         .free = prefork_free,
 };

@@ -387,6 +387,8 @@ dx__server_log_counters(struct dx_server *srv)
 	char line[768];
 	size_t used = 0;
 
+	if (srv->has_stream && srv->model->counters != NULL)
+		srv->model->counters(srv);
 	for (size_t i = 0; i < srv->nls; i++) {
 		dx_addr_format(&srv->ls[i].bound, line, sizeof(line));
 		dx__log(srv, DX_LOG_INFO,

@@ -75,6 +75,9 @@ struct dx_model {
 	void (*stop)(struct dx_server *srv);
 	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
 	void (*terminate)(struct dx_server *srv, int sig);
+	/* Optional: folds what other processes served (prefork's workers)
+	 * into the listeners' counters before they are logged. */
+	void (*counters)(struct dx_server *srv);
 	void (*free)(struct dx_server *srv);
 };
 
