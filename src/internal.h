@@ -48,6 +48,8 @@ struct dx_sysops {
 	int (*sendmmsg)(int fd, struct mmsghdr *v, unsigned n, int flags);
 	int (*epoll_wait)(int epfd, struct epoll_event *evs, int max,
 	                  int timeout);
+	ssize_t (*splice)(int in, loff_t *in_off, int out, loff_t *out_off,
+	                  size_t len, unsigned flags);
 };
 
 extern struct dx_sysops dx__sys;
@@ -66,6 +68,14 @@ int dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n, int wait);
 int dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n);
 int dx__epoll_wait(int epfd, struct epoll_event *evs, int max,
                    int64_t deadline);
+/*
+ * One splice(2) of at most LEN bytes from IN to OUT, one of them a pipe
+ * (the pipe side never waits; a socket waits as its own O_NONBLOCK says).
+ * Returns the count (0: end of file on IN), -EAGAIN or -errno; EINTR is
+ * retried. Into a socket whose peer has gone it raises SIGPIPE, as
+ * write(2) does: the command ignores SIGPIPE.
+ */
+ssize_t dx__splice(int in, int out, size_t len);
 void dx__sys_reset(void);
 
 /* -errno of the current errno, never 0 (a failing call always sets it). */

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 		.sendmsg = sendmsg, .poll = poll, .accept4 = accept4,       \
 		.connect = connect, .recvmmsg = recvmmsg,                   \
 		.sendmmsg = sendmmsg, .epoll_wait = epoll_wait,             \
+		.splice = splice,                                           \
 	}
 
 struct dx_sysops dx__sys = LIBC_SYSOPS;
@@ -179,6 +181,32 @@ dx_send(int fd, const void *buf, size_t len)
 	else
 		errno = saved;
 	trace_count("send", fd, n, 0);
+	return n;
+}
+
+ssize_t
+dx__splice(int in, int out, size_t len)
+{
+	int saved = errno;
+	ssize_t n;
+
+	do
+		n = dx__sys.splice(in, NULL, out, NULL, len,
+		                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		n = dx__neg_errno();
+	else
+		errno = saved;
+	if (!dx_trace_on() || n == -EAGAIN)
+		return n;
+	if (n < 0)
+		dx_trace("splice(%d -> %d) = -1 %s (%s)", in, out,
+		         dx__errno_name((int)n), dx_strerror((int)n));
+	else if (n == 0)
+		dx_trace("splice(%d -> %d) = 0 (EOF)", in, out);
+	else
+		dx_trace("splice(%d -> %d) = %zd bytes", in, out, n);
 	return n;
 }
 

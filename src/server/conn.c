@@ -11,6 +11,7 @@
 #include "child.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -132,6 +133,7 @@ dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	c->pipe[0] = c->pipe[1] = -1;
 	c->conf = conf;
 	c->pool = pool;
 	c->started_ms = c->active_ms = c->wrote_ms = now;
@@ -157,10 +159,57 @@ dx__conn_open(struct dx_conn *c, int64_t now)
 	return ops->open ? handled(c, ops->open(c)) : DX_END_NONE;
 }
 
+/* Bytes in the output buffer not yet sent. */
+static int
+buffered(const struct dx_conn *c)
+{
+	return c->out_off < c->out_len;
+}
+
+/* Output not yet sent: buffered, or in a mirror's pipe. */
 static int
 pending(const struct dx_conn *c)
 {
-	return c->out_off < c->out_len;
+	return buffered(c) || c->piped > 0;
+}
+
+/*
+ * How much input may be taken now: what the output buffer has room for
+ * (a service's output is bounded by it, so is what it is given), or, for
+ * a spliced mirror, what the pipe has room for once the buffer is empty.
+ */
+static size_t
+input_room(const struct dx_conn *c)
+{
+	if (!(c->flags & DX_CONN_SPLICE))
+		return dx_conn_space(c);
+	return buffered(c) || (c->flags & DX_CONN_PIPE_FULL)
+	               ? 0
+	               : c->pipe_cap - c->piped;
+}
+
+/*
+ * A mirror's stream turns to splice(2) once a read fills the whole output
+ * buffer: a bulk transfer, where moving the pages socket -> pipe -> socket
+ * beats copying every byte out and back in. Small exchanges (ping-pong)
+ * stay with read and send, which cost less for a few bytes. No pipe to be
+ * had (out of descriptors) simply leaves the connection copying.
+ */
+#define SPLICE_PIPE_SIZE (256 * 1024)
+
+static void
+start_splice(struct dx_conn *c)
+{
+	int size;
+
+	if (pipe2(c->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		c->pipe[0] = c->pipe[1] = -1;
+		return;
+	}
+	(void)fcntl(c->pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_SIZE);
+	size = fcntl(c->pipe[1], F_GETPIPE_SZ);
+	c->pipe_cap = size > 0 ? (uint32_t)size : 65536;
+	c->flags |= DX_CONN_SPLICE;
 }
 
 /*
@@ -183,7 +232,7 @@ dx__conn_events(const struct dx_conn *c)
 	    ((c->flags & DX_CONN_WANT_WRITE) && !(c->flags & DX_CONN_DONE)))
 		ev |= POLLOUT;
 	if ((c->flags & DX_CONN_SHUT_WR) ||
-	    (!(c->flags & DX_CONN_EOF_IN) && dx_conn_space(c) > 0))
+	    (!(c->flags & DX_CONN_EOF_IN) && input_room(c) > 0))
 		ev |= POLLIN;
 	return ev;
 }
@@ -194,7 +243,7 @@ flush(struct dx_conn *c, int64_t now)
 {
 	ssize_t n;
 
-	while (pending(c)) {
+	while (buffered(c)) {
 		n = dx_send(c->fd, c->out + c->out_off,
 		            c->out_len - c->out_off);
 		if (n == -EAGAIN)
@@ -209,6 +258,17 @@ flush(struct dx_conn *c, int64_t now)
 		c->out = NULL;
 		c->out_off = c->out_len = 0;
 	}
+	/* The pipe fills only once the buffer is empty: order is kept. */
+	while (c->piped > 0) {
+		n = dx__splice(c->pipe[0], c->fd, c->piped);
+		if (n == -EAGAIN)
+			return DX_END_NONE;
+		if (n <= 0)
+			return DX_END_PEER;
+		c->piped -= (uint32_t)n;
+		c->active_ms = c->wrote_ms = now;
+	}
+	c->flags &= ~DX_CONN_PIPE_FULL;
 	return DX_END_NONE;
 }
 
@@ -228,6 +288,37 @@ on_writable(struct dx_conn *c, int64_t now)
 	return end;
 }
 
+/*
+ * A spliced mirror's input: straight from the socket into the pipe, to
+ * be sent as it is. Only its end of file reaches the service.
+ */
+static int
+splice_in(struct dx_conn *c, uint8_t *scratch, int64_t now)
+{
+	const struct dx_stream_ops *ops = c->conf->svc->stream;
+	ssize_t n = dx__splice(c->fd, c->pipe[1], input_room(c));
+
+	if (n == -EAGAIN) {
+		/* A pipe holds so many buffers, not bytes: with some in it,
+		 * it may be full short of its size. Take no more until it
+		 * empties, rather than be woken for input again and again. */
+		if (c->piped > 0)
+			c->flags |= DX_CONN_PIPE_FULL;
+		return DX_END_NONE;
+	}
+	if (n < 0)
+		return DX_END_PEER;
+	c->active_ms = now;
+	if (n == 0) {
+		c->flags |= DX_CONN_EOF_IN;
+		return handled(c, ops->input(c, scratch, 0));
+	}
+	if (c->piped == 0)
+		c->wrote_ms = now; /* output starts waiting on the peer */
+	c->piped += (uint32_t)n;
+	return DX_END_NONE;
+}
+
 /* Input side: one read, handed to the service or, once draining, dropped. */
 static int
 on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
@@ -236,6 +327,8 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 	size_t room = dx_conn_space(c);
 	ssize_t n;
 
+	if ((c->flags & (DX_CONN_SPLICE | DX_CONN_SHUT_WR)) == DX_CONN_SPLICE)
+		return splice_in(c, scratch, now);
 	if (!(c->flags & DX_CONN_SHUT_WR) && room < len)
 		len = room;
 	n = dx_read(c->fd, scratch, len);
@@ -248,6 +341,9 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 	c->active_ms = now;
 	if (n == 0)
 		c->flags |= DX_CONN_EOF_IN;
+	else if ((size_t)n == DX_CONN_BUF &&
+	         (c->conf->svc->flags & DX_SVC_MIRROR))
+		start_splice(c);
 	return handled(c, ops->input(c, scratch, (size_t)n));
 }
 
@@ -340,6 +436,12 @@ dx__conn_finish(struct dx_conn *c)
 	if (c->out != NULL)
 		dx__pool_put(c->pool, c->out);
 	c->out = NULL;
+	for (int i = 0; i < 2; i++)
+		if (c->pipe[i] >= 0)
+			close(c->pipe[i]);
+	c->pipe[0] = c->pipe[1] = -1;
+	c->flags &= ~(DX_CONN_SPLICE | DX_CONN_PIPE_FULL);
+	c->piped = 0;
 }
 
 /* A millisecond limit as a socket timeout; 0 stays 0 (no timeout). */

@@ -35,6 +35,7 @@ static const struct dx_stream_ops echo_stream = {
 const struct dx_service dx__service_echo = {
         .name = "echo",
         .port = 7,
+        .flags = DX_SVC_MIRROR,
         .dgram = echo_dgram,
         .stream = &echo_stream,
         .summary = "sends back what it receives (RFC 862)",

@@ -32,6 +32,10 @@
 /* Service flags. */
 #define DX_SVC_AMPLIFIES 0x1u /* a reply may outweigh its request */
 #define DX_SVC_EXEC      0x2u /* runs a program; needs argv */
+/* Its stream output is its input, byte for byte and nothing else (echo):
+ * the connection may move a bulk stream by splice(2) instead, the bytes
+ * never entering user space, and only end of file reaches input(). */
+#define DX_SVC_MIRROR 0x4u
 
 struct dx_quotes;
 
@@ -89,6 +93,9 @@ struct dx_conn {
 	const struct dx_service_conf *conf;
 	struct dx_bufpool *pool;
 	int64_t started_ms, active_ms, wrote_ms, drain_ms;
+	int pipe[2];    /* a mirror's bulk stream: read end, write end */
+	uint32_t piped; /* bytes in the pipe, sent before anything else */
+	uint32_t pipe_cap;
 };
 
 #define DX_CONN_BUF 16384
@@ -97,6 +104,8 @@ struct dx_conn {
 #define DX_CONN_EOF_IN     0x02u /* the peer half-closed */
 #define DX_CONN_DONE       0x04u /* the service has no more to say */
 #define DX_CONN_SHUT_WR    0x08u /* we sent our FIN; draining input */
+#define DX_CONN_SPLICE     0x10u /* a mirror's input goes through pipe[] */
+#define DX_CONN_PIPE_FULL  0x20u /* the pipe took no more: wait till empty */
 
 /* Returned by a stream handler: go on, or output is complete. */
 #define DX_STREAM_MORE 0

@@ -124,6 +124,15 @@ fake_sendto(int fd, const void *buf, size_t len, int flags,
 	return fault_now() ? -1 : sendto(fd, buf, len, flags, to, tolen);
 }
 
+static ssize_t
+fake_splice(int in, loff_t *in_off, int out, loff_t *out_off, size_t len,
+            unsigned flags)
+{
+	return fault_now() ? -1
+	                   : splice(in, in_off, out, out_off, fault_cap(len),
+	                            flags);
+}
+
 static void
 sleep_ms(int ms)
 {
@@ -277,6 +286,34 @@ TEST(write_and_send_retry_eintr)
 	dx__sys_reset();
 	CHECK_INT_EQ(read(pair[1], buf, sizeof(buf)), 6);
 	CHECK(memcmp(buf, "abcdef", 6) == 0);
+	pair_close();
+}
+
+/* socket -> pipe -> socket, through EINTR; an empty pipe is -EAGAIN. */
+TEST(splice_retries_eintr_and_moves_bytes)
+{
+	int p[2];
+	char buf[16];
+
+	CHECK_OK(pair_open(SOCK_STREAM));
+	CHECK(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+	CHECK_INT_EQ(write(pair[1], "spliced", 7), 7);
+	fault_set(2, EINTR, 0);
+	dx__sys.splice = fake_splice;
+	errno = EDOM;
+	CHECK_INT_EQ(dx__splice(pair[0], p[1], 65536), 7);
+	CHECK_INT_EQ(errno, EDOM);
+	CHECK_INT_EQ(fault.calls, 3);
+	dx__sys_reset();
+	CHECK_INT_EQ(dx__splice(pair[0], p[1], 65536), -EAGAIN);
+	CHECK_INT_EQ(dx__splice(p[0], pair[0], 7), 7);
+	CHECK_INT_EQ(dx__splice(p[0], pair[0], 7), -EAGAIN);
+	CHECK_INT_EQ(read(pair[1], buf, sizeof(buf)), 7);
+	CHECK(memcmp(buf, "spliced", 7) == 0);
+	shutdown(pair[1], SHUT_WR);
+	CHECK_INT_EQ(dx__splice(pair[0], p[1], 65536), 0);
+	close(p[0]);
+	close(p[1]);
 	pair_close();
 }
 
@@ -965,6 +1002,7 @@ main(void)
 	RUN(recvfrom_unix_unnamed_sender);
 	RUN(epoll_wait_deadlines);
 	RUN(mmsg_batches_retry_eintr_and_eagain);
+	RUN(splice_retries_eintr_and_moves_bytes);
 	RUN(io_trace_lines);
 	CHECK_DONE();
 }
