@@ -9,10 +9,11 @@ set -eu
 pkgs_build="gcc make cmake ninja-build"
 # Test peers are real programs no one here wrote: nc, socat, ncat, xinetd
 # (reference echo/daytime/chargen), util-linux (prlimit, setpriv); nftables and
-# iproute2 for loss injection in network namespaces; clang for libFuzzer.
+# iproute2 for loss injection in network namespaces; clang for libFuzzer;
+# libevent-dev for the benchmark's libevent echo, which the bench tests run.
 pkgs_test="python3 python3-pytest netcat-openbsd socat ncat xinetd util-linux
 	nftables iproute2 procps strace pkg-config liburing-dev clang
-	libclang-rt-14-dev"
+	libclang-rt-14-dev libevent-dev"
 pkgs_lint="clang-tidy cppcheck clang-format"
 pkgs_bench="util-linux python3 socat ncat xinetd ucspi-tcp iperf3
 	libevent-dev pkg-config liburing-dev"
