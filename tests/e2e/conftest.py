@@ -464,3 +464,33 @@ def nft(ns, *args):
     p = in_netns(ns, [need("nft"), *args])
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     return p.stdout.decode()
+
+
+# ---------------------------------------------------------------------------
+# /proc readers: a server's threads and its listeners' accept queues
+# ---------------------------------------------------------------------------
+
+def thread_ids(pid):
+    """The thread ids of process PID (/proc/PID/task); [] once it is
+    gone."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def accept_queue(port):
+    """How many connections wait in the accept queue of the TCP listener
+    on PORT (IPv4 or IPv6): its rx_queue in /proc/net/tcp, which for a
+    listening socket is the accept backlog. None when nothing listens."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if int(col[1].rsplit(":", 1)[1], 16) == port and col[3] == "0A":
+                return int(col[4].split(":")[1], 16)
+    return None

@@ -1,10 +1,15 @@
 # SPDX-License-Identifier: MIT
 """End-to-end tests of the connection-oriented concurrent server: `duplex
-serve` on tcp:// and unix:// endpoints, fork model. Real peers (netcat-
-openbsd, ncat, socat, xinetd as the reference chargen) and python sockets
-drive the real binary. Traffic goes only to 127.0.0.0/8, ::1, or network
-namespaces the tests create. Every loop is bounded in count and time, every
-subprocess has a timeout, and every process is ended by its pid.
+serve` on tcp:// and unix:// endpoints, under the model DUPLEX_MODEL names
+(fork by default; make check runs the suite once per model). Real peers
+(netcat-openbsd, ncat, socat, xinetd as the reference chargen) and python
+sockets drive the real binary. Traffic goes only to 127.0.0.0/8, ::1, or
+network namespaces the tests create. Every loop is bounded in count and
+time, every subprocess has a timeout, and every process is ended by its
+pid. What a test observes of the server is model-aware where the models
+differ (see "What the server does for its connections" below): never a
+weaker assertion, the same one about the processes and threads that do
+the work under each model.
 
 The heavier limit and abuse cases live in test_tcp_limits.py, which reuses
 the helpers defined here (none of them is a test)."""
@@ -24,8 +29,8 @@ import time
 
 import pytest
 
-from conftest import (chargen_pattern, duplex_path, have_ipv6_loopback,
-                      is_root, need, run)
+from conftest import (accept_queue, chargen_pattern, duplex_path,
+                      have_ipv6_loopback, is_root, need, run, thread_ids)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -69,14 +74,22 @@ SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
 
 
 def start(serve, *args, **kw):
-    """serve(*ARGS) on the fork model (these tests count its children),
-    with the listener count worked out for the stream options too
-    (conftest's count knows only the datagram ones)."""
+    """serve(*ARGS) on the model under test, with the listener count
+    worked out for the stream options too (conftest's count knows only the
+    datagram ones). A prefork server is returned once its workers serve
+    (the master forks them when its loop starts, after the 'serving'
+    lines), so that what a test observes of them is there from the start."""
     args = [str(a) for a in args]
     if "--model" not in args:
         args += ["--model", MODEL]
     kw.setdefault("listeners", npairs(args))
-    return serve(*args, **kw)
+    srv = serve(*args, **kw)
+    if model_of(srv) == "prefork":
+        n = int(args[args.index("--workers") + 1]) if "--workers" in args \
+            else min(64, os.sysconf("SC_NPROCESSORS_ONLN"))
+        wait_for(lambda: len(ready_workers(srv)) == n, 5 * SLOW,
+                 what=f"{n} prefork workers watching the listeners")
+    return srv
 
 
 def v4(srv, i=0):
@@ -310,14 +323,133 @@ def wait_for(cond, timeout, step=0.01, what="condition"):
         time.sleep(step)
 
 
+# What the server does for its connections, seen from outside, whatever the
+# model: the processes that accept and serve (the server, and under prefork
+# its workers), the processes it runs per connection (a fork child, or an
+# exec program; under prefork the workers' children) and the thread model's
+# connection threads.
+
+def model_of(srv):
+    """The model SRV runs: its --model, or the default, fork."""
+    args = srv.args
+    return args[args.index("--model") + 1] if "--model" in args else "fork"
+
+
+def workers(srv):
+    """prefork: the server's worker processes (its live children); []
+    under the other models, whose children serve single connections."""
+    if model_of(srv) != "prefork":
+        return []
+    return [pid for pid, st in children(srv.pid) if st != "Z"]
+
+
+def _watched_inodes(pid):
+    """The inodes of the files PID's epoll sets watch (the tfd lines of
+    their fdinfo)."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[eventpoll]":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                text = f.read()
+        except OSError:
+            continue
+        out |= {int(m, 16) for m in re.findall(r"^tfd:.*\bino:([0-9a-f]+)",
+                                                text, re.M)}
+    return out
+
+
+def stream_listener_inodes(srv):
+    """The socket inodes of SRV's tcp:// and unix:// listeners, from the
+    tables of the server's own network namespace."""
+    ports = {l.port for l in srv.listeners if l.scheme == "tcp"}
+    paths = {l.path for l in srv.listeners if l.scheme == "unix"}
+    out = set()
+    for table in ("tcp", "tcp6", "unix"):
+        try:
+            with open(f"/proc/{srv.pid}/net/{table}") as f:
+                rows = [r.split() for r in f.read().splitlines()[1:]]
+        except OSError:
+            continue
+        for col in rows:
+            if table == "unix":
+                if len(col) > 7 and col[7] in paths and int(col[3], 16) \
+                        & 0x10000:  # __SO_ACCEPTCON: listening
+                    out.add(int(col[6]))
+            elif col[3] == "0A" and int(col[1].rsplit(":", 1)[1], 16) \
+                    in ports:
+                out.add(int(col[9]))
+    return out
+
+
+def ready_workers(srv):
+    """prefork: the workers whose own epoll set watches every stream
+    listener (a worker inherits the master's set, which watches none of
+    them, and replaces it)."""
+    want = stream_listener_inodes(srv)
+    return [w for w in workers(srv) if want and want <= _watched_inodes(w)]
+
+
+def server_pids(srv):
+    """The processes that accept and serve: the server, and under prefork
+    its workers too."""
+    return [srv.pid] + workers(srv)
+
+
+def conn_children(srv):
+    """[(pid, state)] of the processes serving single connections: the
+    server's children (fork: the connection's child; thread, epoll, uring:
+    exec programs), or under prefork the workers' children."""
+    if model_of(srv) == "prefork":
+        return [c for w in workers(srv) for c in children(w)]
+    return children(srv.pid)
+
+
+def live_conn_children(srv):
+    return [pid for pid, st in conn_children(srv) if st != "Z"]
+
+
+def conn_threads(srv):
+    """The thread model: how many connection threads run (every thread
+    but the main one). 0 under the other models."""
+    if model_of(srv) != "thread":
+        return 0
+    return max(0, len(thread_ids(srv.pid)) - 1)
+
+
+def server_fd_count(srv):
+    """Descriptors held by the processes that accept and serve."""
+    return sum(fd_count(pid) for pid in server_pids(srv))
+
+
+def server_cpu_seconds(srv):
+    return sum(cpu_seconds(pid) for pid in server_pids(srv))
+
+
 def wait_no_children(srv, timeout):
-    """Waits until the server has no live child, then 1 s more (scaled
-    for sanitizer builds), and asserts that none is left a zombie."""
-    wait_for(lambda: all(st == "Z" for _, st in children(srv.pid)),
-             timeout, step=0.05, what="connection children ending")
+    """Waits until the server has nothing left to do for its connections:
+    no live connection child (conn_children), no connection thread, no
+    client left in a TCP listener's accept queue; then 1 s more (scaled
+    for sanitizer builds), and asserts that no process of the server is
+    left with a zombie child."""
+    ports = [l.port for l in srv.listeners if l.scheme == "tcp"]
+
+    def idle():
+        return (all(st == "Z" for _, st in conn_children(srv))
+                and conn_threads(srv) == 0
+                and all(accept_queue(p) in (0, None) for p in ports))
+
+    wait_for(idle, timeout, step=0.05, what="connection children ending")
     time.sleep(1.0 * SLOW)
-    assert zombie_lines(srv.pid) == [], (
-        f"zombies left among the server's children: {children(srv.pid)}")
+    zombies = [z for pid in server_pids(srv) for z in zombie_lines(pid)]
+    assert zombies == [], (
+        f"zombies left among the server's children: {conn_children(srv)}"
+        f" (server processes {server_pids(srv)})")
 
 
 def script(tmp_path, name, body):
@@ -805,15 +937,16 @@ def test_drain_deadline_ends_a_connection_that_never_ends(serve, tmp_path):
         while not line.endswith(b"\n"):
             line += s.recv(100)
         grandchild = int(line)
-        kids = [pid for pid, _ in children(srv.pid)]
+        kids = [pid for pid, _ in conn_children(srv)]
         assert len(kids) == 1
+        procs = kids + [grandchild] + workers(srv)
         t0 = time.monotonic()
         os.kill(srv.pid, signal.SIGTERM)
         rc = srv.proc.wait(timeout=5)
         took = time.monotonic() - t0
         assert rc == 0
         assert took < 2.5, f"exited {took:.2f} s after SIGTERM"
-        wait_for(lambda: not any(alive(p) for p in kids + [grandchild]), 1,
+        wait_for(lambda: not any(alive(p) for p in procs), 1,
                  what="the connection's processes gone")
     finally:
         s.close()
@@ -894,13 +1027,16 @@ def test_user_nobody_drops_everything(serve):
     import pwd
     nobody = pwd.getpwnam("nobody")
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--user", "nobody")
-    st = status_fields(srv.pid)
-    assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
-    assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, st["Gid"]
-    assert set(st.get("Groups", "").split()) <= {str(nobody.pw_gid)}, (
-        st.get("Groups"))
-    assert int(st["CapEff"], 16) == 0, st["CapEff"]
-    assert st["NoNewPrivs"].strip() == "1"
+    pids = server_pids(srv)  # prefork: the workers too
+    assert len(pids) > 1 or MODEL != "prefork", "no prefork worker"
+    for pid in pids:
+        st = status_fields(pid)
+        assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, (pid, st["Uid"])
+        assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, (pid, st["Gid"])
+        assert set(st.get("Groups", "").split()) <= {str(nobody.pw_gid)}, (
+            pid, st.get("Groups"))
+        assert int(st["CapEff"], 16) == 0, (pid, st["CapEff"])
+        assert st["NoNewPrivs"].strip() == "1", pid
     with connect(srv.addr()) as s:
         got, how, _ = exchange(s, b"still serving\n")
     assert (got, how) == (b"still serving\n", "eof")
@@ -996,30 +1132,39 @@ def test_options_before_or_after_pairs(serve, order):
 
 
 def test_trace_shows_one_connection_in_order(serve):
-    if MODEL != "fork":
-        pytest.skip("watches the fork model's children and trace lines")
+    """--trace draws the seed's figure for one connection: socket, bind,
+    listen, accept, the unit that serves it (fork: the child), read,
+    write, read of end of file, close, in that order. The io_uring model
+    traces the receives its ring completed as recv."""
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--trace")
     with connect(srv.addr()) as s:
         cport = s.getsockname()[1]
-        wait_for(lambda: "fork() = child" in srv.stderr(), 5,
-                 what="the fork trace line")
+        if MODEL == "fork":
+            wait_for(lambda: "fork() = child" in srv.stderr(), 5,
+                     what="the fork trace line")
         s.sendall(b"ping")
         assert recv_exactly(s, 4) == b"ping"
         s.shutdown(socket.SHUT_WR)
         assert read_to_end(s) == (b"", "eof")
-    wait_for(lambda: children(srv.pid) == [], 5, what="child reaped")
+    acc_re = rf"accept\(\d+\) = (\d+) from 127\.0\.0\.1:{cport}$"
+    wait_for(lambda: re.search(acc_re, srv.stderr(), re.M), 5,
+             what="the accept trace line")
+    cfd = re.search(acc_re, srv.stderr(), re.M).group(1)
+    wait_for(lambda: f"trace: close({cfd}) = 0" in srv.stderr(), 5,
+             what="the connection's close traced")
+    if MODEL == "fork":
+        wait_for(lambda: children(srv.pid) == [], 5, what="child reaped")
     lines = [line[len("trace: "):] for line in srv.stderr().splitlines()
              if line.startswith("trace: ")]
-    acc = [i for i, line in enumerate(lines)
-           if re.match(rf"accept\(\d+\) = \d+ from 127\.0\.0\.1:{cport}$",
-                       line)]
+    acc = [i for i, line in enumerate(lines) if re.match(acc_re, line)]
     assert len(acc) == 1, lines
-    cfd = re.match(r"accept\(\d+\) = (\d+)", lines[acc[0]]).group(1)
+    rd = "(read|recv)" if MODEL == "uring" else "read"
+    unit = [r"fork\(\) = child \d+$"] if MODEL == "fork" else []
     want = [r"socket\(AF_INET, SOCK_STREAM\)", r"bind\(\d+, 127\.0\.0\.1:0\)",
             r"listen\(\d+, \d+\)", rf"accept\(\d+\) = {cfd} from "
-            rf"127\.0\.0\.1:{cport}$", r"fork\(\) = child \d+$",
-            rf"read\({cfd}\) = 4 bytes", rf"(send|write)\({cfd}\) = 4 bytes",
-            rf"read\({cfd}\) = 0 \(EOF\)", rf"close\({cfd}\) = 0"]
+            rf"127\.0\.0\.1:{cport}$", *unit,
+            rf"{rd}\({cfd}\) = 4 bytes", rf"(send|write)\({cfd}\) = 4 bytes",
+            rf"{rd}\({cfd}\) = 0 \(EOF\)", rf"close\({cfd}\) = 0"]
     pos = 0
     for pat in want:
         while pos < len(lines) and not re.match(pat, lines[pos]):
