@@ -24,7 +24,7 @@ stage unit ctest --test-dir "$build" --output-on-failure -j 2 -L unit
 stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
 	-q -p no:cacheprovider tests/e2e
 # The concurrent server's suite once more per model (fork ran above).
-for model in epoll uring; do
+for model in prefork thread epoll uring; do
 	stage "e2e-$model" env DUPLEX="$top/$build/duplex" DUPLEX_MODEL=$model \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider \
 		tests/e2e/test_tcp_server.py tests/e2e/test_tcp_limits.py
