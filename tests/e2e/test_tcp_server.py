@@ -285,13 +285,22 @@ def alive(pid):
 
 
 def children(pid):
-    """[(pid, state)] of PID's child processes (a /proc scan)."""
-    out = []
+    """[(pid, state)] of PID's child processes, all of them there at one
+    moment: a /proc scan takes a while, and a child that ended during it
+    while another started would count twice, so each one found is looked
+    at again once the scan is over (same parent, same start time), and
+    only those still there (the moment the scan ended) are returned."""
+    found = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             st = proc_stat(d)
             if st is not None and int(st[1]) == pid:
-                out.append((int(d), st[0]))
+                found.append((d, st[19]))
+    out = []
+    for d, started in found:
+        st = proc_stat(d)
+        if st is not None and int(st[1]) == pid and st[19] == started:
+            out.append((int(d), st[0]))
     return out
 
 
