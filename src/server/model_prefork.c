@@ -203,11 +203,6 @@ settle_ledger(struct dx_sources *global, struct dx_sources *ledger)
 		        s->count < global->total ? s->count : global->total;
 		s->count = 0;
 	}
-	/* Places it had reserved for connections it was accepting (the
-	 * ledger's total counts them, under the table's lock). */
-	global->total -=
-	        ledger->total < global->total ? ledger->total : global->total;
-	ledger->total = 0;
 	pthread_mutex_unlock(global->lock);
 }
 
