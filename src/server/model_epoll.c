@@ -9,7 +9,9 @@
  * its slot and the kernel's socket, nothing more. Timeouts are found by a
  * sweep ten times a second. exec: runs the program with the socket as its
  * standard input and output and watches it through a pidfd; when it
- * exits, the socket is half-closed and drained like any other.
+ * exits, the socket is half-closed and drained like any other. This is
+ * one reactor: "--model epoll" runs one per CPU (reactors.c), each in a
+ * thread of its own with its own copy of the server and of this state.
  */
 #include "server/server.h"
 #include "child.h"
@@ -195,7 +197,9 @@ exec_exited(struct dx_server *srv, struct slot *s)
 	int end;
 
 	memset(&si, 0, sizeof(si));
-	waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG);
+	if (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG) == 0 &&
+	    si.si_pid == 0)
+		return; /* still running: a stale event (see epoll_event) */
 	kill(-s->pid, SIGKILL); /* what it left behind in its group */
 	close(s->pidfd);
 	s->pidfd = -1;
@@ -226,7 +230,14 @@ epoll_event(struct dx_server *srv, uint64_t tag, uint32_t events)
 		return;
 	}
 	s = &st->slot[tag - DX_MODEL_TAG];
-	if (!s->used)
+	/*
+	 * While its program runs, the socket is not watched (and blocks):
+	 * an event for it, like an event for a pidfd whose program still
+	 * runs, is stale. A descriptor closed while a child that another
+	 * thread is spawning still holds its copy (until that child's exec)
+	 * stays registered that long, and its number may be reused at once.
+	 */
+	if (!s->used || s->pidfd >= 0)
 		return;
 	end = dx__conn_ready(&s->c, (short)events, st->scratch,
 	                     sizeof(st->scratch), dx_now_ms());
