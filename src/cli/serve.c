@@ -38,8 +38,8 @@ static const char usage[] =
         "  --model NAME              fork (default), prefork, thread, epoll "
         "or\n"
         "                            uring (docs/models.md)\n"
-        "  --workers N               prefork: worker processes (default: one\n"
-        "                            per CPU)\n"
+        "  --workers N               prefork's worker processes, epoll's\n"
+        "                            reactor threads (default: one per CPU)\n"
         "  --max-conns N             at most N connections; then stop\n"
         "                            accepting until one ends\n"
         "  --per-source N            at most N connections per IPv4 address\n"
@@ -431,6 +431,27 @@ print_listeners(const struct dx_server *srv)
 	fflush(stdout);
 }
 
+/*
+ * DUPLEX_BALANCE: how epoll reactors share a TCP listener: "exclusive"
+ * (the default: one socket, EPOLLEXCLUSIVE) or "reuseport" (a socket
+ * each). Returns 0, or -1 after an error line.
+ */
+static int
+apply_balance(struct dx_server *srv)
+{
+	const char *v = getenv("DUPLEX_BALANCE");
+
+	if (v == NULL || *v == '\0' || strcmp(v, "exclusive") == 0)
+		return 0;
+	if (strcmp(v, "reuseport") == 0) {
+		srv->reuseport = 1;
+		return 0;
+	}
+	cli_error("bad DUPLEX_BALANCE '%s' (expected exclusive or reuseport)",
+	          v);
+	return -1;
+}
+
 static int
 run(struct dx_server *srv, const struct serve_opts *o)
 {
@@ -438,6 +459,8 @@ run(struct dx_server *srv, const struct serve_opts *o)
 	char why[512] = "";
 	int err;
 
+	if (apply_balance(srv) < 0)
+		return DX_EXIT_USAGE;
 	/* Look the user up before binding: a typo must not leave a server. */
 	if (dx__privs_resolve(&privs, o->user, o->group, why, sizeof(why)) <
 	    0) {

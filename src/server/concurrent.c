@@ -24,16 +24,25 @@
 
 /* How many connections one readiness event may accept. */
 #define ACCEPT_BURST 32
+/*
+ * Accepting paused at --max-conns with a table shared by several loops:
+ * a place freed in another loop resumes that loop only, so this one looks
+ * again this often.
+ */
+#define SHARED_LOOK_MS 10
+/* Out of descriptors with none to shed with: look again after this. */
+#define SHED_RETRY_MS 100
 
 extern const struct dx_model dx__model_fork;
-extern const struct dx_model dx__model_epoll;
+extern const struct dx_model dx__model_reactors;
 extern const struct dx_model dx__model_thread;
 extern const struct dx_model dx__model_prefork;
 extern const struct dx_model dx__model_uring;
 
+/* "epoll" is dx__model_reactors: the epoll model on every CPU. */
 static const struct dx_model *const models[] = {
-        &dx__model_fork,  &dx__model_prefork, &dx__model_thread,
-        &dx__model_epoll, &dx__model_uring,
+        &dx__model_fork,     &dx__model_prefork, &dx__model_thread,
+        &dx__model_reactors, &dx__model_uring,
 };
 
 const struct dx_model *
@@ -87,8 +96,6 @@ dx__stream_open(struct dx_server *srv)
 		return -ENOMEM;
 	srv->sources.cap = cap;
 	srv->src = &srv->sources;
-	srv->rate_tokens = srv->rate;
-	srv->rate_ms = dx_now_ms();
 	return srv->model->start ? srv->model->start(srv) : 0;
 }
 
@@ -122,7 +129,7 @@ refuse(struct dx_server *srv, enum dx_refuse why, const struct dx_addr *peer)
 	        peer ? ": " : "", who, (unsigned long long)srv->refused[why]);
 }
 
-/* Stops or restarts watching the stream listeners. */
+/* The epoll events the stream listeners are watched with. */
 uint32_t
 dx__listener_events(const struct dx_server *srv)
 {
@@ -139,6 +146,7 @@ set_paused(struct dx_server *srv, int paused)
 {
 	if (srv->stream_elsewhere)
 		return;
+	srv->accept_paused = paused;
 	for (size_t i = 0; i < srv->nls; i++) {
 		struct dx_listener *l = &srv->ls[i];
 		struct epoll_event ev = {.events = dx__listener_events(srv),
@@ -153,20 +161,121 @@ set_paused(struct dx_server *srv, int paused)
 	}
 }
 
-/* Refills the rate bucket; returns 1 when a token could be taken. */
+/*
+ * Takes the shared table's lock, if it has one; a worker that died
+ * holding it left the table consistent (see sources.c).
+ */
+static void
+lock_table(struct dx_sources *s)
+{
+	if (s->lock != NULL && pthread_mutex_lock(s->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(s->lock);
+}
+
+static void
+unlock_table(struct dx_sources *s)
+{
+	if (s->lock != NULL)
+		pthread_mutex_unlock(s->lock);
+}
+
+/*
+ * Refills the rate bucket; returns 1 when a token could be taken. The
+ * bucket is the table's, so every loop and worker draws from one.
+ */
 static int
 take_rate_token(struct dx_server *srv, int64_t now)
 {
+	struct dx_sources *b = srv->src;
+	int taken = 0;
+
 	if (srv->rate <= 0)
 		return 1;
-	srv->rate_tokens += srv->rate * (double)(now - srv->rate_ms) / 1000.0;
-	if (srv->rate_tokens > srv->rate)
-		srv->rate_tokens = srv->rate;
-	srv->rate_ms = now;
-	if (srv->rate_tokens < 1.0)
+	lock_table(b);
+	if (b->rate_ms == 0)
+		b->rate_tokens = srv->rate;
+	else
+		b->rate_tokens +=
+		        srv->rate * (double)(now - b->rate_ms) / 1000.0;
+	if (b->rate_tokens > srv->rate)
+		b->rate_tokens = srv->rate;
+	b->rate_ms = now;
+	if (b->rate_tokens >= 1.0) {
+		b->rate_tokens -= 1.0;
+		taken = 1;
+	}
+	unlock_table(b);
+	return taken;
+}
+
+/* accept() found nothing: the token taken for it goes back. */
+static void
+give_back_token(struct dx_server *srv)
+{
+	struct dx_sources *b = srv->src;
+
+	if (srv->rate <= 0)
+		return;
+	lock_table(b);
+	b->rate_tokens += 1.0;
+	if (b->rate_tokens > srv->rate)
+		b->rate_tokens = srv->rate;
+	unlock_table(b);
+}
+
+/*
+ * The key a reserved place is counted under in a worker's ledger and the
+ * shared table: no peer's (see dx__source_key), so that the master gives
+ * back the places a worker that died held, as it gives back its sources.
+ */
+static const uint8_t reserved_key[16] = {[15] = 0xff};
+
+/*
+ * Loops that share the table (reactor threads, worker processes) reserve
+ * a place before accept(), so that a client, once accepted, is never
+ * refused because another loop took the last place meanwhile: it waits in
+ * the backlog, as with one loop. Returns 1 when a place was reserved, 0
+ * when none need be (one loop, or no --max-conns), -1 when full.
+ */
+static int
+reserve_place(struct dx_server *srv)
+{
+	struct dx_sources *s = srv->src;
+	int rc = 1;
+
+	if (!srv->max_conns || s->lock == NULL)
 		return 0;
-	srv->rate_tokens -= 1.0;
-	return 1;
+	lock_table(s);
+	if (s->total >= srv->max_conns ||
+	    (srv->ledger != NULL && dx__sources_add(s, reserved_key) < 0))
+		rc = -1;
+	else
+		s->total++;
+	unlock_table(s);
+	if (rc > 0 && srv->ledger != NULL)
+		dx__sources_add(srv->ledger, reserved_key);
+	return rc;
+}
+
+static void
+release_place(struct dx_server *srv)
+{
+	lock_table(srv->src);
+	if (srv->src->total > 0)
+		srv->src->total--;
+	if (srv->ledger != NULL)
+		dx__sources_remove(srv->src, reserved_key);
+	unlock_table(srv->src);
+	if (srv->ledger != NULL)
+		dx__sources_remove(srv->ledger, reserved_key);
+}
+
+/* --max-conns reached: accepting pauses until a connection ends. */
+static void
+defer_full(struct dx_server *srv)
+{
+	refuse(srv, DX_DEFER_MAX_CONNS, NULL);
+	set_paused(srv, 1);
 }
 
 /* 1 when limits let another connection in now; pauses accepting if not. */
@@ -178,8 +287,7 @@ may_accept(struct dx_server *srv)
 	if (srv->stop)
 		return 0;
 	if (srv->max_conns && srv->src->total >= srv->max_conns) {
-		refuse(srv, DX_DEFER_MAX_CONNS, NULL);
-		set_paused(srv, 1);
+		defer_full(srv);
 		return 0;
 	}
 	if (!take_rate_token(srv, now)) {
@@ -191,29 +299,65 @@ may_accept(struct dx_server *srv)
 	return 1;
 }
 
-/* Out of descriptors: frees the reserve to accept and close one client. */
+/*
+ * accept(). Reactor threads share ACCEPT_LOCK for it and shedding holds
+ * it alone, so that the descriptor shedding frees cannot be taken by
+ * another reactor's accept() (that client would be served, while this
+ * one is neither shed nor served).
+ */
+static int
+accept_one(struct dx_server *srv, struct dx_listener *l, struct dx_addr *peer)
+{
+	int fd;
+
+	if (srv->accept_lock == NULL)
+		return dx_accept(l->fd, peer);
+	pthread_rwlock_rdlock(srv->accept_lock);
+	fd = dx_accept(l->fd, peer);
+	pthread_rwlock_unlock(srv->accept_lock);
+	return fd;
+}
+
+/*
+ * Out of descriptors: frees the reserve to accept and close one client.
+ * When that fails too (the system's table is full, or another thread
+ * took the descriptor), accepting pauses for a moment: the listener stays
+ * readable, and watching it would spin.
+ */
 static void
 shed(struct dx_server *srv, struct dx_listener *l)
 {
 	int fd;
 
 	refuse(srv, DX_REFUSE_FDS, NULL);
+	if (srv->accept_lock != NULL)
+		pthread_rwlock_wrlock(srv->accept_lock);
 	if (srv->reserve_fd >= 0)
 		close(srv->reserve_fd);
 	fd = dx_accept(l->fd, NULL);
 	if (fd >= 0)
 		dx_close(fd);
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (srv->accept_lock != NULL)
+		pthread_rwlock_unlock(srv->accept_lock);
+	if (srv->reserve_fd < 0 || (fd < 0 && fd != -EAGAIN)) {
+		srv->resume_ms = dx_now_ms() + SHED_RETRY_MS;
+		set_paused(srv, 1);
+	}
 }
 
-/* Rules and per-source limit; returns 1 and counts the source if in. */
+/*
+ * Rules and per-source limit; returns 1 and counts the source if in.
+ * RESERVED: reserve_place() took a place, which this gives back (counted
+ * again when admitted: the total is one over for a moment, never under).
+ */
 static int
 admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
-      uint8_t key[16])
+      uint8_t key[16], int reserved)
 {
 	struct ucred cred, *credp = NULL;
 	socklen_t len = sizeof(cred);
-	int allowed = 1;
+	int allowed = 1, rc;
 
 	if (peer->u.sa.sa_family == AF_UNIX &&
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
@@ -221,18 +365,23 @@ admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
 	if (srv->rules.n > 0)
 		dx__rules_check(&srv->rules, peer, credp, &allowed);
 	if (!allowed) {
+		if (reserved)
+			release_place(srv);
 		refuse(srv, DX_REFUSE_DENIED, peer);
 		return 0;
 	}
 	dx__source_key(peer, key);
-	switch (dx__sources_admit(
+	rc = dx__sources_admit(
 	        srv->src, key,
 	        peer->u.sa.sa_family == AF_UNIX ? 0 : srv->per_source,
-	        srv->max_conns)) {
+	        reserved ? 0 : srv->max_conns);
+	if (reserved)
+		release_place(srv);
+	switch (rc) {
 	case DX_ADMIT_PER_SOURCE:
 		refuse(srv, DX_REFUSE_PER_SOURCE, peer);
 		return 0;
-	case DX_ADMIT_MAX: /* another worker took the last place */
+	case DX_ADMIT_MAX: /* only with no place reserved: cannot happen */
 		refuse(srv, DX_DEFER_MAX_CONNS, peer);
 		return 0;
 	}
@@ -249,7 +398,18 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 	int fd;
 
 	for (int i = 0; i < ACCEPT_BURST && may_accept(srv); i++) {
-		fd = dx_accept(l->fd, &peer);
+		int reserved = reserve_place(srv);
+		if (reserved < 0) {
+			give_back_token(srv);
+			defer_full(srv);
+			return;
+		}
+		fd = accept_one(srv, l, &peer);
+		if (fd < 0) { /* nothing accepted: token and place go back */
+			give_back_token(srv);
+			if (reserved)
+				release_place(srv);
+		}
 		if (fd == -EAGAIN)
 			return;
 		if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
@@ -260,7 +420,7 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 		if (fd < 0) /* ECONNABORTED, EPROTO, EPERM, network errors */
 			continue;
 		dx_addr_unmap(&peer);
-		if (!admit(srv, fd, &peer, key)) {
+		if (!admit(srv, fd, &peer, key, reserved)) {
 			dx_close(fd);
 			continue;
 		}
@@ -299,12 +459,21 @@ dx__stream_tick(struct dx_server *srv, int64_t now)
 	}
 	if (srv->resume_ms && srv->resume_ms < next)
 		next = srv->resume_ms;
+	if (srv->accept_paused && srv->src->lock != NULL && !srv->stop &&
+	    srv->resume_ms == 0) {
+		maybe_resume(srv);
+		if (srv->accept_paused && now + SHARED_LOOK_MS < next)
+			next = now + SHARED_LOOK_MS;
+	}
 	if (srv->stop && srv->stop_deadline && now >= srv->stop_deadline) {
 		/* First ask (SIGTERM), a second later insist (SIGKILL). */
 		int sig = srv->stop_signal ? SIGKILL : SIGTERM;
-		dx__log(srv, DX_LOG_WARN, "drain time over: %s %zu connections",
-		        sig == SIGTERM ? "ending" : "killing",
-		        srv->model->active(srv));
+		/* Workers and reactors log their own, with counts. */
+		if (!srv->stream_elsewhere)
+			dx__log(srv, DX_LOG_WARN,
+			        "drain time over: %s %zu connections",
+			        sig == SIGTERM ? "ending" : "killing",
+			        srv->model->active(srv));
 		srv->model->terminate(srv, sig);
 		srv->stop_signal = sig;
 		srv->stop_deadline = sig == SIGTERM ? now + 1000 : 0;
@@ -322,9 +491,36 @@ dx__stream_stop(struct dx_server *srv)
 		srv->model->stop(srv);
 	if (srv->model->active(srv) == 0)
 		return;
-	dx__log(srv, DX_LOG_INFO, "waiting up to %lld ms for %zu connections",
-	        (long long)srv->drain_ms, srv->model->active(srv));
+	if (!srv->stream_elsewhere) /* else each worker or reactor logs */
+		dx__log(srv, DX_LOG_INFO,
+		        "waiting up to %lld ms for %zu connections",
+		        (long long)srv->drain_ms, srv->model->active(srv));
 	srv->stop_deadline = dx_now_ms() + srv->drain_ms;
+}
+
+uint32_t
+dx__stream_source_count(struct dx_server *srv, const uint8_t key[16])
+{
+	uint32_t n;
+
+	lock_table(srv->src);
+	n = dx__sources_count(srv->src, key);
+	unlock_table(srv->src);
+	return n;
+}
+
+void
+dx__stream_log_counters(struct dx_server *srv)
+{
+	char line[512];
+	size_t used = 0;
+
+	for (int r = 0; r < DX_REFUSE_COUNT && used < sizeof(line); r++)
+		used += (size_t)snprintf(line + used, sizeof(line) - used,
+		                         " %s=%llu", dx__refuse_name(r),
+		                         (unsigned long long)srv->refused[r]);
+	dx__log(srv, DX_LOG_INFO, "counters: connections: accepted=%llu%s",
+	        (unsigned long long)srv->accepted, line);
 }
 
 void

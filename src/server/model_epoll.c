@@ -134,7 +134,7 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 	int err;
 
 	err = dx__exec_env(&env, s->c.fd, peer,
-	                   dx__sources_count(srv->src, s->key));
+	                   dx__stream_source_count(srv, s->key));
 	if (err == 0)
 		err = dx__set_nonblock(s->c.fd, 0);
 	if (err == 0)

@@ -32,6 +32,7 @@ dx__server_init(struct dx_server *srv)
 	srv->budget_dgrams = 20;
 	srv->budget_bytes = 16384;
 	srv->reserve_fd = -1;
+	srv->refused = srv->refused_own;
 	srv->unix_mode = -1;
 	srv->model = dx__model_find("fork");
 	srv->drain_ms = 10000;
@@ -274,7 +275,7 @@ handle_signals(struct dx_server *srv)
 		    !srv->stop) {
 			dx__log(srv, DX_LOG_INFO, "stopping on %s",
 			        si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-			srv->stop = 1;
+			srv->stop = (int)si.ssi_signo;
 			if (srv->has_stream)
 				dx__stream_stop(srv);
 		} else if (si.ssi_signo == SIGUSR1) {
@@ -367,6 +368,8 @@ dx__server_run(struct dx_server *srv)
 		err = watch(srv->epfd, srv->sigfd, SIGNAL_TAG);
 	for (size_t i = 0; i < srv->nls && err == 0; i++)
 		err = watch_listener(srv, i);
+	if (err == 0 && srv->has_stream && srv->model->begin != NULL)
+		err = srv->model->begin(srv);
 	while (err == 0 && !finished(srv)) {
 		int64_t next = srv->has_stream
 		                       ? dx__stream_tick(srv, dx_now_ms())
@@ -396,6 +399,8 @@ dx__server_log_counters(struct dx_server *srv)
 		        dx_scheme_name(srv->ls[i].ep.scheme), line,
 		        (unsigned long long)srv->ls[i].served);
 	}
+	if (srv->has_stream)
+		dx__stream_log_counters(srv);
 	for (int r = 0; r < DX_DROP_COUNT && used < sizeof(line); r++)
 		used += (size_t)snprintf(line + used, sizeof(line) - used,
 		                         " %s=%llu", dx__drop_name(r),
@@ -406,6 +411,10 @@ dx__server_log_counters(struct dx_server *srv)
 void
 dx__server_close(struct dx_server *srv)
 {
+	/* The model first: reactor threads still running are stopped and
+	 * joined before the listeners they watch are closed. */
+	if (srv->has_stream)
+		dx__stream_free(srv);
 	for (size_t i = 0; i < srv->nls; i++) {
 		struct dx_listener *l = &srv->ls[i];
 
@@ -418,8 +427,6 @@ dx__server_close(struct dx_server *srv)
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	srv->epfd = -1;
-	if (srv->has_stream)
-		dx__stream_free(srv);
 	dx__iter_free(srv);
 	free(srv->budget);
 	srv->nls = 0;

@@ -73,10 +73,17 @@ struct dx_model {
 	size_t (*active)(const struct dx_server *srv);
 	/* Optional: the server stops accepting (SIGTERM arrived). */
 	void (*stop)(struct dx_server *srv);
+	/*
+	 * Optional: the main loop starts. Called after privileges were
+	 * dropped, so threads started here inherit the dropped state (some
+	 * of it, PR_SET_NO_NEW_PRIVS, is per thread).
+	 */
+	int (*begin)(struct dx_server *srv);
 	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
 	void (*terminate)(struct dx_server *srv, int sig);
-	/* Optional: folds what other processes served (prefork's workers)
-	 * into the listeners' counters before they are logged. */
+	/* Optional: folds what other processes (prefork's workers) or
+	 * threads (epoll's reactors) served and accepted into the server's
+	 * counters before they are logged. */
 	void (*counters)(struct dx_server *srv);
 	void (*free)(struct dx_server *srv);
 };
@@ -107,14 +114,19 @@ struct dx_source_slot {
 };
 /*
  * The table of live connections per source, and their total. LOCK is NULL
- * for a table one process owns; worker processes share one table in
- * shared memory under a robust process-shared mutex.
+ * for a table one event loop owns; reactor threads share one table under
+ * a mutex, worker processes one in shared memory under a robust
+ * process-shared mutex. The --rate bucket lives here too, so that it is
+ * one bucket for the whole server, under the same lock; a bucket never
+ * used (RATE_MS 0) starts full.
  */
 struct dx_sources {
 	struct dx_source_slot *slots;
 	size_t cap;
 	size_t total;
 	pthread_mutex_t *lock;
+	double rate_tokens;
+	int64_t rate_ms;
 };
 /*
  * Allocates S's slots for CAP sources, or frees them. The table is the
@@ -159,30 +171,40 @@ struct dx_server {
 	struct dx_budget *budget;
 	struct dx_iter *iter;
 	_Atomic uint64_t drops[DX_DROP_COUNT];
-	_Atomic int stop; /* set by whichever thread reads SIGTERM */
+	/* Set by whichever thread reads SIGTERM: the signal that stops the
+	 * server (SIGTERM or SIGINT), or 1. */
+	_Atomic int stop;
 
 	/* The concurrent server. */
 	const struct dx_model *model;
 	void *model_state;
 	struct dx_rules rules;
 	struct dx_conn_limits limits;
-	size_t max_conns;           /* 0: no limit */
-	uint32_t per_source;        /* 0: no limit */
-	double rate, rate_tokens;   /* new connections per second; 0: none */
-	int64_t rate_ms, resume_ms; /* bucket time; when to accept again */
-	int64_t drain_ms;           /* after SIGTERM, time for connections */
-	int64_t stop_deadline;      /* when draining ends them */
-	int stop_signal;            /* the last signal sent to end them */
-	int reserve_fd;             /* held for shedding load at EMFILE */
+	size_t max_conns;      /* 0: no limit */
+	uint32_t per_source;   /* 0: no limit */
+	double rate;           /* new connections per second; 0: none */
+	int64_t resume_ms;     /* when the bucket lets us accept again */
+	int64_t drain_ms;      /* after SIGTERM, time for connections */
+	int64_t stop_deadline; /* when draining ends them */
+	int stop_signal;       /* the last signal sent to end them */
+	int reserve_fd;        /* held for shedding load at EMFILE */
 	int backlog;
 	int unix_mode; /* chmod for unix socket files; -1: umask's */
 	struct dx_sources sources;
 	struct dx_sources *src;    /* &sources, or the workers' shared table */
 	struct dx_sources *ledger; /* a worker's own share, in shared memory */
-	int stream_elsewhere;      /* worker processes serve stream listeners */
-	int exclusive;             /* EPOLLEXCLUSIVE on stream listeners */
-	size_t workers;            /* prefork: how many */
-	uint64_t accepted, refused[DX_REFUSE_COUNT];
+	int stream_elsewhere; /* workers or reactors serve stream listeners */
+	int exclusive;        /* EPOLLEXCLUSIVE on stream listeners */
+	int reuseport;        /* epoll reactors: a SO_REUSEPORT listener each */
+	int accept_paused;    /* limits or the stop unwatched the listeners */
+	pthread_rwlock_t *accept_lock; /* reactors: accept() vs shedding */
+	size_t workers; /* prefork workers, epoll reactors: how many */
+	/* Counters, read by other threads (SIGUSR1). REFUSED points to this
+	 * server's own array, or, in a reactor, to the main thread's, so that
+	 * refusals are counted once for the whole server. */
+	_Atomic uint64_t accepted;
+	_Atomic uint64_t refused_own[DX_REFUSE_COUNT];
+	_Atomic uint64_t *refused;
 	int64_t refuse_logged_ms[DX_REFUSE_COUNT];
 	int has_stream;
 };
@@ -230,6 +252,10 @@ void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
 int64_t dx__stream_tick(struct dx_server *srv, int64_t now);
 /* SIGTERM: stop accepting; connections get srv->drain_ms to finish. */
 void dx__stream_stop(struct dx_server *srv);
+/* Under the table's lock: live connections from KEY (exec's TCPCONNNUM). */
+uint32_t dx__stream_source_count(struct dx_server *srv, const uint8_t key[16]);
+/* Logs accepted and refused connections (SIGUSR1 and at exit). */
+void dx__stream_log_counters(struct dx_server *srv);
 /* Reaps every exited child (SIGCHLD) and tells the model. */
 void dx__stream_reap(struct dx_server *srv);
 void dx__stream_free(struct dx_server *srv);
