@@ -107,6 +107,26 @@ worker_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		                 l->served - before);
 }
 
+/*
+ * A worker that stops (SIGTERM from its master, or its master died) will
+ * accept no more: it closes its copies of the listeners at once, so that
+ * once the master's are gone too (a master killed) the address is free for
+ * a new server while this worker drains.
+ */
+static void
+worker_stop(struct dx_server *srv)
+{
+	for (size_t k = 0; k < srv->nls; k++) {
+		if (srv->ls[k].fd < 0)
+			continue;
+		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->ls[k].fd, NULL);
+		close(srv->ls[k].fd);
+		srv->ls[k].fd = -1;
+	}
+	if (dx__model_epoll.stop != NULL)
+		dx__model_epoll.stop(srv);
+}
+
 /* The worker's side: the epoll model on the shared stream listeners. */
 static void __attribute__((noreturn))
 worker_main(struct dx_server *srv, struct prefork_state *st, size_t i,
@@ -129,6 +149,7 @@ worker_main(struct dx_server *srv, struct prefork_state *st, size_t i,
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	worker_model = dx__model_epoll;
 	worker_model.serve = worker_serve;
+	worker_model.stop = worker_stop;
 	worker_served = st->shm->served;
 	srv->model = &worker_model;
 	srv->model_state = NULL;

@@ -992,7 +992,12 @@ def test_unix_socket_file_removed_on_sigterm(serve, sockdir):
 def test_unix_stale_socket_file_is_replaced(serve, sockdir):
     path = os.path.join(sockdir, "s.sock")
     first = start(serve, "echo", f"unix://{path}")
+    pids = server_pids(first)
     first.kill()
+    # prefork: the workers end when their master does (and close their
+    # copies of the listener first); the server is gone once they are.
+    wait_for(lambda: not any(alive(p) for p in pids), 5,
+             what="the killed server's processes gone")
     assert os.path.exists(path), "precondition: SIGKILL leaves the file"
     second = start(serve, "echo", f"unix://{path}")
     with connect(path) as s:
