@@ -30,6 +30,8 @@
  * again this often.
  */
 #define SHARED_LOOK_MS 10
+/* How far over its share of the connections a reactor may go. */
+#define BALANCE_SLACK 2
 /* Out of descriptors with none to shed with: look again after this. */
 #define SHED_RETRY_MS 100
 
@@ -86,15 +88,15 @@ int
 dx__stream_open(struct dx_server *srv)
 {
 	size_t cap = srv->max_conns ? 2 * srv->max_conns : 16384;
+	int err;
 
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (srv->reserve_fd < 0)
 		return dx__neg_errno();
 	/* Kept even without --per-source: exec's TCPCONNNUM comes from it. */
-	srv->sources.slots = calloc(cap, sizeof(*srv->sources.slots));
-	if (srv->sources.slots == NULL)
-		return -ENOMEM;
-	srv->sources.cap = cap;
+	err = dx__sources_alloc(&srv->sources, cap);
+	if (err < 0)
+		return err;
 	srv->src = &srv->sources;
 	return srv->model->start ? srv->model->start(srv) : 0;
 }
@@ -104,8 +106,7 @@ dx__stream_free(struct dx_server *srv)
 {
 	if (srv->model && srv->model->free)
 		srv->model->free(srv);
-	free(srv->sources.slots);
-	srv->sources.slots = NULL;
+	dx__sources_free(&srv->sources);
 	if (srv->reserve_fd > 0)
 		close(srv->reserve_fd);
 	srv->reserve_fd = -1;
@@ -278,6 +279,22 @@ defer_full(struct dx_server *srv)
 	set_paused(srv, 1);
 }
 
+/*
+ * Reactors sharing a listener: EPOLLEXCLUSIVE wakes the reactor that
+ * waits first, so connections that arrive one at a time would all go to
+ * one reactor. One that holds more than its share of the server's live
+ * connections (plus BALANCE_SLACK) stops watching the listeners until it
+ * is back within it (looked at every SHARED_LOOK_MS): the reactor with
+ * the fewest is never over its share, so one always watches.
+ */
+static int
+over_share(struct dx_server *srv)
+{
+	return srv->loops > 1 &&
+	       srv->model->active(srv) >
+	               srv->src->total / srv->loops + BALANCE_SLACK;
+}
+
 /* 1 when limits let another connection in now; pauses accepting if not. */
 static int
 may_accept(struct dx_server *srv)
@@ -286,6 +303,10 @@ may_accept(struct dx_server *srv)
 
 	if (srv->stop)
 		return 0;
+	if (over_share(srv)) {
+		set_paused(srv, 1);
+		return 0;
+	}
 	if (srv->max_conns && srv->src->total >= srv->max_conns) {
 		defer_full(srv);
 		return 0;
@@ -433,8 +454,9 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 static void
 maybe_resume(struct dx_server *srv)
 {
-	if (!srv->stop && srv->resume_ms == 0 &&
-	    (!srv->max_conns || srv->src->total < srv->max_conns))
+	if (srv->accept_paused && !srv->stop && srv->resume_ms == 0 &&
+	    (!srv->max_conns || srv->src->total < srv->max_conns) &&
+	    !over_share(srv))
 		set_paused(srv, 0);
 }
 

@@ -327,11 +327,18 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 	size_t room = dx_conn_space(c);
 	ssize_t n;
 
-	if ((c->flags & (DX_CONN_SPLICE | DX_CONN_SHUT_WR)) == DX_CONN_SPLICE)
+	uint8_t *into = scratch;
+	int mirror = (c->conf->svc->flags & DX_SVC_MIRROR) &&
+	             !(c->flags & DX_CONN_SHUT_WR);
+
+	if (mirror && (c->flags & DX_CONN_SPLICE))
 		return splice_in(c, scratch, now);
 	if (!(c->flags & DX_CONN_SHUT_WR) && room < len)
 		len = room;
-	n = dx_read(c->fd, scratch, len);
+	/* A mirror's input is its output: read it where it is sent from. */
+	if (mirror && len > 0 && (into = dx_conn_reserve(c, &room)) == NULL)
+		return DX_END_ERROR;
+	n = dx_read(c->fd, into, len);
 	if (n == -EAGAIN)
 		return DX_END_NONE;
 	if (c->flags & DX_CONN_SHUT_WR)
@@ -339,11 +346,14 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 	if (n < 0)
 		return DX_END_PEER;
 	c->active_ms = now;
-	if (n == 0)
+	if (n == 0) {
 		c->flags |= DX_CONN_EOF_IN;
-	else if ((size_t)n == DX_CONN_BUF &&
-	         (c->conf->svc->flags & DX_SVC_MIRROR))
-		start_splice(c);
+	} else if (mirror) {
+		dx_conn_commit(c, (size_t)n);
+		if ((size_t)n == DX_CONN_BUF)
+			start_splice(c);
+		return DX_END_NONE;
+	}
 	return handled(c, ops->input(c, scratch, (size_t)n));
 }
 

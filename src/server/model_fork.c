@@ -24,43 +24,53 @@ struct fork_child {
 	uint8_t key[16];
 };
 
-struct fork_state {
-	struct fork_child *child; /* a mapping of its own: see map_table */
-	size_t n, cap;
-};
-
 /*
  * The child table is the parent's alone, and the parent writes it at
  * every fork: memory a child shared would be copied for the parent's
- * next write and the copy left to the child, a page per child. Mapped
- * MADV_WIPEONFORK, a child gets none of it (it reads zeros, and never
- * looks), and grows with mremap(), which keeps the advice.
+ * next write and the copy left to the child, about a page per child. So
+ * the whole state is one mapping marked MADV_WIPEONFORK: a child gets
+ * none of it (it reads zeros, and never looks), and it grows by mremap(),
+ * which keeps the advice.
  */
-static struct fork_child *
-map_table(struct fork_child *old, size_t old_cap, size_t cap)
+struct fork_state {
+	size_t n, cap;
+	struct fork_child child[];
+};
+
+static size_t
+state_len(size_t cap)
 {
-	size_t len = cap * sizeof(*old);
-	void *p = old == NULL ? mmap(NULL, len, PROT_READ | PROT_WRITE,
-	                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-	                      : mremap(old, old_cap * sizeof(*old), len,
-	                               MREMAP_MAYMOVE);
+	return sizeof(struct fork_state) + cap * sizeof(struct fork_child);
+}
+
+/* Maps a state for CAP children, or grows OLD to it; NULL if it can't. */
+static struct fork_state *
+map_state(struct fork_state *old, size_t cap)
+{
+	void *p = old == NULL
+	                  ? mmap(NULL, state_len(cap), PROT_READ | PROT_WRITE,
+	                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+	                  : mremap(old, state_len(old->cap), state_len(cap),
+	                           MREMAP_MAYMOVE);
+	struct fork_state *st = p;
 
 	if (p == MAP_FAILED)
 		return NULL;
 	if (old == NULL)
-		(void)madvise(p, len, MADV_WIPEONFORK); /* Linux 4.14 */
-	return p;
+		(void)madvise(p, state_len(cap), MADV_WIPEONFORK); /* 4.14 */
+	st->cap = cap;
+	return st;
 }
 
 static int
 fork_start(struct dx_server *srv)
 {
-	struct fork_state *st = calloc(1, sizeof(*st));
+	/* A page's worth at first; whole pages as it doubles. */
+	size_t cap =
+	        (4096 - sizeof(struct fork_state)) / sizeof(struct fork_child);
 
-	if (st == NULL)
-		return -ENOMEM;
-	srv->model_state = st;
-	return 0;
+	srv->model_state = map_state(NULL, cap);
+	return srv->model_state ? 0 : -ENOMEM;
 }
 
 static void
@@ -68,27 +78,23 @@ fork_free(struct dx_server *srv)
 {
 	struct fork_state *st = srv->model_state;
 
-	if (st != NULL && st->child != NULL)
-		munmap(st->child, st->cap * sizeof(*st->child));
-	free(st);
+	if (st != NULL)
+		munmap(st, state_len(st->cap));
 	srv->model_state = NULL;
 }
 
-/* Makes room for one more child in the table. */
+/* Makes room for one more child in the table; it may move. */
 static int
-reserve_slot(struct fork_state *st)
+reserve_slot(struct dx_server *srv)
 {
-	struct fork_child *bigger;
-	/* A page's worth at first; whole pages as it doubles. */
-	size_t cap = st->cap ? 2 * st->cap : 4096 / sizeof(*bigger);
+	struct fork_state *st = srv->model_state;
 
 	if (st->n < st->cap)
 		return 0;
-	bigger = map_table(st->child, st->cap, cap);
-	if (bigger == NULL)
+	st = map_state(st, 2 * st->cap);
+	if (st == NULL)
 		return -ENOMEM;
-	st->child = bigger;
-	st->cap = cap;
+	srv->model_state = st;
 	return 0;
 }
 
@@ -133,20 +139,23 @@ static void
 fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
            const struct dx_addr *peer)
 {
-	struct fork_state *st = srv->model_state;
+	struct fork_state *st;
 	uint8_t key[16];
+	uint32_t connnum;
 	pid_t pid;
 
 	dx__source_key(peer, key);
+	/* Read before the fork: the child sees the table wiped. */
+	connnum = dx__sources_count(srv->src, key);
 	/*
 	 * _Fork(), not fork(): the parent has one thread, so glibc's fork
 	 * bookkeeping (atfork handlers, malloc's arena locks, its thread
 	 * lists) buys nothing here and dirties pages every child would then
 	 * keep a copy of.
 	 */
-	pid = reserve_slot(st) == 0 ? _Fork() : -1;
+	pid = reserve_slot(srv) == 0 ? _Fork() : -1;
 	if (pid == 0)
-		child_main(srv, l, fd, peer, dx__sources_count(srv->src, key));
+		child_main(srv, l, fd, peer, connnum);
 	dx_close(fd);
 	if (pid < 0) {
 		srv->refused[DX_REFUSE_FORK]++;
@@ -156,6 +165,7 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		return;
 	}
 	dx_trace("fork() = child %d", (int)pid);
+	st = srv->model_state;
 	st->child[st->n].pid = pid;
 	memcpy(st->child[st->n].key, key, 16);
 	st->n++;

@@ -32,9 +32,12 @@
 /* Service flags. */
 #define DX_SVC_AMPLIFIES 0x1u /* a reply may outweigh its request */
 #define DX_SVC_EXEC      0x2u /* runs a program; needs argv */
-/* Its stream output is its input, byte for byte and nothing else (echo):
- * the connection may move a bulk stream by splice(2) instead, the bytes
- * never entering user space, and only end of file reaches input(). */
+/*
+ * Its stream output is its input, byte for byte and nothing else (echo):
+ * a model may queue input as output itself (read into the output buffer,
+ * or splice(2) a bulk stream so the bytes never enter user space) and
+ * then calls input() only for the end of file.
+ */
 #define DX_SVC_MIRROR 0x4u
 
 struct dx_quotes;
