@@ -200,6 +200,8 @@ make_reactor(struct dx_server *main, struct reactor *rc)
 	r->iter = NULL;
 	r->stream_elsewhere = 0;
 	r->exclusive = 1; /* harmless on a socket only it watches */
+	/* With one listener for all, reactors keep to their share. */
+	r->loops = main->reuseport ? 0 : rc->st->n;
 	r->accepted = 0;
 	rc->log = main->log;
 	rc->log_ctx = main->log_ctx;

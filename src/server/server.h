@@ -199,6 +199,7 @@ struct dx_server {
 	int accept_paused;    /* limits or the stop unwatched the listeners */
 	pthread_rwlock_t *accept_lock; /* reactors: accept() vs shedding */
 	size_t workers; /* prefork workers, epoll reactors: how many */
+	size_t loops;   /* reactors sharing the listeners: how many */
 	/* Counters, read by other threads (SIGUSR1). REFUSED points to this
 	 * server's own array, or, in a reactor, to the main thread's, so that
 	 * refusals are counted once for the whole server. */

@@ -238,6 +238,33 @@ def test_connections_are_served_by_both_reactors(serve, balance):
     assert accepted == total and srv.served() == total
 
 
+@pytest.mark.parametrize("balance", BALANCES)
+def test_connections_arriving_one_at_a_time_are_spread(serve, balance):
+    """40 held connections arriving 5 ms apart: EPOLLEXCLUSIVE alone would
+    wake the same idle reactor for each; a reactor over its share (plus
+    2) stops watching, so each holds 18-22. SO_REUSEPORT spreads by a
+    hash of the client's address and port: both get some."""
+    srv = start(serve, "-v", "echo", "tcp://127.0.0.1:0", balance=balance)
+    socks = []
+    try:
+        for _ in range(40):
+            s = connect(srv.addr())
+            socks.append(s)
+            s.sendall(b"x")
+            recv_exactly(s, 1)
+            time.sleep(0.005)
+        srv.usr1()
+        per = last_counts(srv)[1]
+    finally:
+        for s in socks:
+            s.close()
+    assert sum(per.values()) == 40, per
+    if balance == "exclusive":
+        assert 18 <= min(per.values()) <= 20, per
+    else:
+        assert min(per.values()) > 0, per
+
+
 def test_datagrams_are_served_beside_the_reactors(serve):
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "echo",
                 "udp://127.0.0.1:0")
