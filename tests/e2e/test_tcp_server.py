@@ -785,7 +785,12 @@ def hygiene(serve, tmp_path):
         s.shutdown(socket.SHUT_WR)
         out, how = read_to_end(s, timeout=5)
     assert how == "eof", out
-    text = out.decode()
+    return dict(parse_hygiene(out.decode()), port=srv.port(), cport=cport)
+
+
+def parse_hygiene(text):
+    """HYGIENE's report as {'fds': {fd: target}, 'sig': {...}, 'env':
+    {...}}."""
     fds_part = text.split("== fds\n")[1].split("== sig\n")[0]
     sig_part = text.split("== sig\n")[1].split("== env\n")[0]
     env_part = text.split("== env\n")[1]
@@ -798,8 +803,22 @@ def hygiene(serve, tmp_path):
             "sig": {k: v.strip() for k, v in
                     (line.split(":", 1) for line in sig_part.splitlines())},
             "env": dict(line.split("=", 1)
-                        for line in env_part.splitlines() if line),
-            "port": srv.port(), "cport": cport}
+                        for line in env_part.splitlines() if line)}
+
+
+def hygiene_problem(report):
+    """What is wrong with one HYGIENE report (None when nothing): other
+    descriptors than 0-2 (ls's own directory one aside), a signal ignored
+    or blocked, a variable beyond the whitelist."""
+    own = {fd for fd, t in report["fds"].items() if t.startswith("/proc/")}
+    if len(own) > 1 or set(report["fds"]) - own != {0, 1, 2}:
+        return f"fds {report['fds']}"
+    if report["sig"] != {"SigIgn": "0" * 16, "SigBlk": "0" * 16}:
+        return f"signals {report['sig']}"
+    if set(report["env"]) != {"PATH", "PROTO", "TCPLOCALIP", "TCPLOCALPORT",
+                              "TCPREMOTEIP", "TCPREMOTEPORT", "TCPCONNNUM"}:
+        return f"environment {report['env']}"
+    return None
 
 
 def test_exec_child_has_only_fds_0_1_2(hygiene):
@@ -828,6 +847,55 @@ def test_exec_child_env_is_exactly_the_whitelist(hygiene):
     assert got["TCPREMOTEIP"] == "127.0.0.1"
     assert got["TCPREMOTEPORT"] == str(hygiene["cport"])
     assert got["TCPCONNNUM"] == "1"
+
+
+def test_exec_hygiene_holds_while_other_connections_run(serve, tmp_path):
+    """S35: 1,000 exec runs, 10 at a time, while 50 other
+    connections to the same server's echo listener stay open and busy:
+    every run has only descriptors 0-2, no signal ignored or blocked, and
+    exactly the whitelisted environment. (Under the thread model programs
+    are started from many threads at once, beside threads that open and
+    close descriptors of their own.)"""
+    prog = script(tmp_path, "hygiene.sh", HYGIENE)
+    env = dict(os.environ, FOO="bar", LD_LIBRARY_PATH="/tmp",
+               BASH_ENV="/tmp/x")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "echo",
+                "tcp://127.0.0.1:0", env=env)
+    problems, runs, lock = [], [0], threading.Lock()
+
+    def probe(n):
+        for _ in range(n):
+            try:
+                with connect(srv.addr(0), timeout=10) as s:
+                    s.shutdown(socket.SHUT_WR)
+                    out, how = read_to_end(s, timeout=10)
+                problem = (hygiene_problem(parse_hygiene(out.decode()))
+                           if how == "eof" else f"{how} after {out!r}")
+            except (OSError, IndexError, ValueError) as e:
+                problem = repr(e)
+            with lock:
+                runs[0] += 1
+                if problem:
+                    problems.append(problem)
+
+    others = [connect(v4(srv, 1)) for _ in range(50)]
+    threads = [threading.Thread(target=probe, args=(100,), daemon=True)
+               for _ in range(10)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 120 * SLOW
+        while any(t.is_alive() for t in threads):
+            assert time.monotonic() < deadline, f"{runs[0]} runs in 120 s"
+            for s in others:  # the other connections stay busy
+                s.sendall(b"x")
+                assert recv_exactly(s, 1) == b"x"
+            time.sleep(0.05)
+    finally:
+        for s in others:
+            s.close()
+    assert runs[0] == 1000 and problems == [], (
+        f"{len(problems)} of {runs[0]} runs: {problems[:3]}")
 
 
 def test_exec_stdin_and_stdout_are_blocking(serve, tmp_path):
