@@ -26,6 +26,11 @@
  * free to queue behind it. An idle connection costs its slot in a table
  * indexed by descriptor and one armed receive in the kernel, no buffer.
  *
+ * Bulk: a mirror (echo) whose output buffer fills from its input leaves
+ * the ring's receives for the rest of its life and is driven by polls and
+ * conn.c's dx__conn_ready(), which splices its stream socket -> pipe ->
+ * socket as under the other models (see "Bulk" below).
+ *
  * Completions name their connection by descriptor and a generation, so a
  * completion for an earlier connection on a reused descriptor is only
  * tidied up. Closing cancels what is in flight; the output buffer of a
@@ -112,6 +117,9 @@ enum op { OP_RECV = 1, OP_POLL, OP_SEND, OP_CANCEL };
 #define S_CANCEL  0x08u /* its cancellation has been asked for */
 #define S_BACKLOG 0x10u /* the last receive left bytes in the socket */
 #define S_DRY     0x20u /* the ring had no buffer for the last receive */
+/* A mirror's bulk stream (see "Bulk" below): */
+#define S_TOBULK 0x40u /* its buffer filled: moving to conn.c once quiet */
+#define S_BULK   0x80u /* driven by polls and dx__conn_ready(): splices */
 
 struct slot {
 	struct dx_conn c;
@@ -443,7 +451,7 @@ wants_input(const struct slot *s)
 {
 	const struct dx_conn *c = &s->c;
 
-	if (s->pidfd >= 0)
+	if (s->pidfd >= 0 || (s->flags & S_TOBULK))
 		return 0;
 	if (c->flags & DX_CONN_SHUT_WR)
 		return 1;
@@ -493,7 +501,9 @@ arm_input(struct uring_state *st, struct slot *s)
 /*
  * Arms input when S wants it; cancels a multishot receive once S must not
  * read, or is short of room for a whole buffer (so that a peer that sends
- * without reading costs at most what arrives before the cancel lands).
+ * without reading costs at most what arrives before the cancel lands);
+ * cancels any input operation of a connection moving to the bulk path,
+ * which must not wait on a receive that may never complete.
  */
 static int
 update_input(struct uring_state *st, struct slot *s)
@@ -501,10 +511,12 @@ update_input(struct uring_state *st, struct slot *s)
 	int want = wants_input(s);
 	int tight = !(s->c.flags & DX_CONN_SHUT_WR) &&
 	            dx_conn_space(&s->c) < BUF_SIZE;
+	int stop = (s->flags & S_TOBULK) ||
+	           ((s->flags & S_MULTI) && (!want || tight));
 
 	if (!(s->flags & S_ARMED))
 		return want ? arm_input(st, s) : DX_END_NONE;
-	if ((s->flags & (S_MULTI | S_CANCEL)) == S_MULTI && (!want || tight)) {
+	if (stop && !(s->flags & S_CANCEL)) {
 		if (cancel(st, s, input_ud(s)) < 0)
 			return DX_END_ERROR;
 		s->flags |= S_CANCEL;
@@ -579,22 +591,102 @@ start_send(struct uring_state *st, struct slot *s)
 	return DX_END_NONE;
 }
 
+/* ---------------------------------------------------------------------
+ * Bulk: a mirror's stream handed to conn.c, which splices it
+ *
+ * The ring's path copies every byte twice (kernel -> ring buffer ->
+ * output buffer, then the send copies it back in). For echo's bulk
+ * stream the shared layer does better: conn.c moves it socket -> pipe ->
+ * socket with splice(2) once one read fills the whole output buffer.
+ * So a mirror whose output buffer fills from its input (a stream, not an
+ * exchange of small messages, which stays on the multishot receive)
+ * stops taking input from the ring, lets what the ring already holds and
+ * what is in flight finish, in order, and from then on is driven as the
+ * epoll model drives a connection: a one-shot poll for the events
+ * dx__conn_events() names, and dx__conn_ready() when it fires, which
+ * sends, reads, splices, half-closes and drains under conn.c's rules
+ * (a full pipe stops reading, so TCP holds back a peer that stops
+ * reading). The switch is for the rest of the connection.
+ * IORING_OP_SPLICE is not used: the kernel runs every splice request in
+ * an io-wq worker thread (it cannot be issued without blocking), which
+ * costs a thread switch per request and a blocked worker per idle
+ * socket; docs/uring.md has the measurements.
+ * --------------------------------------------------------------------- */
+
+/* 1 when S, a mirror still taking input, has filled its output buffer. */
+static int
+bulk_due(const struct slot *s)
+{
+	const struct dx_conn *c = &s->c;
+
+	return (c->conf->svc->flags & DX_SVC_MIRROR) &&
+	       !(c->flags & (DX_CONN_EOF_IN | DX_CONN_SHUT_WR)) &&
+	       dx_conn_space(c) == 0;
+}
+
+/* 1 once nothing of S's is in flight in the ring or held in its buffers. */
+static int
+quiet(const struct slot *s)
+{
+	return !(s->flags & S_ARMED) && s->sending == 0 && s->head == NO_BUF &&
+	       s->rx_end == 0;
+}
+
+/* Arms the poll for what the bulk connection in S waits for, if none is. */
+static int
+arm_bulk(struct uring_state *st, struct slot *s)
+{
+	short ev = dx__conn_events(&s->c);
+	struct io_uring_sqe *sqe;
+
+	if ((s->flags & S_ARMED) || ev == 0)
+		return DX_END_NONE;
+	sqe = get_sqe(st);
+	if (sqe == NULL)
+		return DX_END_ERROR;
+	io_uring_prep_poll_add(sqe, s->c.fd, (unsigned)ev);
+	s->flags |= S_ARMED | S_POLL;
+	io_uring_sqe_set_data64(sqe, ud_of(OP_POLL, s));
+	return DX_END_NONE;
+}
+
+/* The bulk connection in S polled RES: conn.c does the rest. */
+static int
+bulk_ready(struct uring_state *st, struct slot *s, int res, int64_t now)
+{
+	s->flags &= ~(S_ARMED | S_POLL | S_CANCEL);
+	if (res == -ECANCELED)
+		return DX_END_NONE;
+	return dx__conn_ready(&s->c, res < 0 ? POLLERR : (short)res,
+	                      st->scratch, sizeof(st->scratch), now);
+}
+
 /*
  * Moves the connection in S on after anything happened to it: hands held
  * input over, lets the service write, half-closes once it is done and
- * everything is sent, sends, and arms or cancels input.
+ * everything is sent, sends, and arms or cancels input; or, on the bulk
+ * path, re-arms its poll.
  */
 static int
 progress(struct uring_state *st, struct slot *s, int64_t now)
 {
-	int end = feed_held(st, s, now);
+	int end;
 
+	if (s->flags & S_BULK)
+		return arm_bulk(st, s);
+	end = feed_held(st, s, now);
 	if (end == DX_END_NONE)
 		end = dx__conn_produce(&s->c);
 	if (end == DX_END_NONE)
 		end = dx__conn_maybe_shutdown(&s->c, now);
 	if (end == DX_END_NONE && s->sending == 0 && dx__conn_pending(&s->c))
 		end = start_send(st, s);
+	if (end == DX_END_NONE && bulk_due(s))
+		s->flags |= S_TOBULK;
+	if (end == DX_END_NONE && (s->flags & S_TOBULK) && quiet(s)) {
+		s->flags = (uint8_t)((s->flags & ~S_TOBULK) | S_BULK);
+		return arm_bulk(st, s);
+	}
 	if (end == DX_END_NONE)
 		end = update_input(st, s);
 	return end;
@@ -798,6 +890,8 @@ apply(struct uring_state *st, struct slot *s, const struct io_uring_cqe *cqe,
 		received(st, s, cqe->res, cqe->flags);
 		return DX_END_NONE;
 	case OP_POLL:
+		if (s->flags & S_BULK)
+			return bulk_ready(st, s, cqe->res, now);
 		return polled(st, s, cqe->res, now);
 	case OP_SEND:
 		trace_op("send", s->c.fd, cqe->res);

@@ -19,7 +19,7 @@ import pytest
 
 from test_tcp_server import connect, start, v4
 
-MODELS = ["fork", "thread", "epoll", "prefork"]
+MODELS = ["fork", "thread", "epoll", "prefork", "uring"]
 
 
 def pump(s, data, chunk=65536):

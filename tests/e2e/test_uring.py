@@ -3,7 +3,10 @@
 --model uring`: every service answered through it (real nc and python
 peers), echo half-close at the sizes that matter, twenty concurrent
 byte-exact echoes, backpressure from peers that send without reading
-(bounded server memory, no starved newcomer, nothing lost), the fallback
+(bounded server memory, no starved newcomer, nothing lost), echo's bulk
+stream leaving the ring for conn.c's splice path (byte-exact, small
+exchanges staying on the multishot receive, a peer that stops reading
+held back, the write and idle timeouts still applying), the fallback
 to the epoll model (DUPLEX_NO_URING=1, and io_uring_setup failing under
 strace's fault injection), idle and write timeouts, --max-conns, the cost
 of an idle connection, and SIGTERM. Traffic goes only to 127.0.0.1 on
@@ -377,6 +380,159 @@ def test_write_timeout_ends_a_stuck_send(serve):
         assert data == chargen_pattern(len(data))
         s.close()
     assert echo_exchange(srv.port(1), b"alive") == (b"alive", "eof")
+
+
+# ---------------------------------------------------------------------------
+# Bulk: echo's stream leaves the ring for conn.c's splice path
+# ---------------------------------------------------------------------------
+
+SPLICE_RE = re.compile(r"splice\(\d+ -> \d+\) = (\d+) bytes")
+RING_RECV_RE = re.compile(r"recv\(\d+\) = (\d+) bytes \[io_uring\]")
+
+
+def pump(s, data, chunk=65536):
+    """Sends DATA on S from a thread, then half-closes."""
+    def run():
+        for off in range(0, len(data), chunk):
+            s.sendall(data[off:off + chunk])
+        s.shutdown(socket.SHUT_WR)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_bulk_echo_moves_to_splice_byte_exact(serve):
+    """8 MiB through echo: the first bytes come through the ring's
+    receives, then the stream is spliced; every byte comes back in order,
+    then a clean end of file."""
+    srv = uring(serve, "--trace", "echo", "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    data = os.urandom(8 * MIB)
+    with connect(srv.port(), timeout=30) as s:
+        t = pump(s, data)
+        reply, how = read_to_end(s, timeout=30)
+        t.join(timeout=30)
+    assert how == "eof" and len(reply) == len(data)
+    assert hashlib.sha256(reply).digest() == hashlib.sha256(data).digest()
+    srv.stop()
+    err = srv.stderr()
+    ring = sum(int(n) for n in RING_RECV_RE.findall(err))
+    spliced = sum(int(n) for n in SPLICE_RE.findall(err))
+    assert 0 < ring < MIB, f"{ring} bytes came through the ring"
+    # Both directions, socket -> pipe and pipe -> socket: nearly 2 x 8 MiB.
+    assert spliced > len(data), f"{spliced} bytes spliced"
+    # The ring's receives and sends end before conn.c's first splice.
+    first_splice = err.index("splice(")
+    assert "[io_uring]" not in err[first_splice:], "ring I/O after splicing"
+
+
+def test_small_exchanges_stay_on_the_multishot_receive(serve):
+    """Ping-pong of small messages never leaves the ring: no splice, no
+    read(2), every message a completion of the armed receive."""
+    srv = uring(serve, "--trace", "echo", "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    with connect(srv.port()) as s:
+        for i in range(50):
+            msg = b"ping %d " % i * (1 + i % 40)  # up to 400 bytes
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                got += s.recv(4096)
+            assert got == msg
+    srv.stop()
+    err = srv.stderr()
+    fd = re.search(r"accept\(\d+\) = (\d+) from", err).group(1)
+    assert "splice(" not in err
+    assert f"read({fd})" not in err  # no poll-and-read either
+    assert len(RING_RECV_RE.findall(err)) >= 50
+
+
+def test_spliced_echo_to_a_peer_that_stops_reading_is_held_back(serve):
+    """The peer sends 64 MiB and reads nothing: the pipe fills, the server
+    stops reading, TCP holds the sender back; the server's memory does
+    not grow with what is sent, and once the peer reads, all of it comes
+    back intact."""
+    srv = uring(serve, "--trace", "echo", "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    base = rss_kib(srv.pid)
+    data = os.urandom(MIB) * 64
+    with connect(srv.port(), timeout=60) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sent = [0]
+
+        def send():
+            try:
+                for off in range(0, len(data), 65536):
+                    sent[0] += s.send(data[off:off + 65536])
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        time.sleep(1.0)
+        stalled = sent[0]
+        # What TCP buffers both ways (tcp_rmem allows a receive buffer
+        # of up to 32 MiB here), not what the server holds.
+        assert stalled < len(data) // 2, f"{stalled} bytes went unread"
+        assert "splice(" in srv.stderr(), "the stream was never spliced"
+        grown = rss_kib(srv.pid) - base
+        assert grown < 4 * 1024, f"server grew {grown} KiB"
+        h, got = hashlib.sha256(), 0
+        while got < len(data):
+            b = s.recv(MIB)
+            assert b, f"end of file after {got} bytes"
+            h.update(b)
+            got += len(b)
+        t.join(timeout=30)
+    assert h.digest() == hashlib.sha256(data).digest()
+
+
+def test_write_timeout_ends_a_stuck_bulk_echo(serve):
+    """A bulk sender that never reads, under --write-timeout: once the
+    spliced output has waited that long the connection ends; the server
+    goes on serving."""
+    srv = uring(serve, "-v", "--trace", "--write-timeout", "500ms", "echo",
+                "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    with connect(srv.port()) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        block = os.urandom(65536)
+
+        def send():  # until the server gives up and resets
+            try:
+                for _ in range(1024):
+                    s.sendall(block)
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        wait_for(lambda: "ended: write-timeout" in srv.stderr(), 5,
+                 "the stuck bulk echo ended")
+        t.join(timeout=10)
+        assert not t.is_alive(), "the sender was never stopped"
+    assert "splice(" in srv.stderr()
+    assert echo_exchange(srv.port(), b"alive") == (b"alive", "eof")
+
+
+def test_idle_timeout_ends_a_quiet_bulk_echo(serve):
+    """A connection on the bulk path that goes quiet both ways is ended by
+    --idle like any other."""
+    srv = uring(serve, "-v", "--trace", "--idle", "500ms", "echo",
+                "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    data = os.urandom(4 * MIB)
+    with connect(srv.port(), timeout=10) as s:
+        t = threading.Thread(target=s.sendall, args=(data,), daemon=True)
+        t.start()
+        reply, how = read_to_end(s, timeout=10, limit=len(data))
+        t.join(timeout=10)
+        assert (len(reply), how) == (len(data), "limit")
+        assert reply == data
+        t0 = time.monotonic()
+        rest, how = read_to_end(s, timeout=5)
+    assert (rest, how) == (b"", "eof")
+    assert 0.3 <= time.monotonic() - t0 < 3.0
+    assert "splice(" in srv.stderr()
+    assert "ended: idle-timeout" in srv.stderr()
 
 
 # ---------------------------------------------------------------------------
