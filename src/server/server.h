@@ -123,7 +123,8 @@ struct dx_source_slot {
 struct dx_sources {
 	struct dx_source_slot *slots;
 	size_t cap;
-	size_t total;
+	/* Changed under the lock; atomic because limits read it without. */
+	_Atomic size_t total;
 	pthread_mutex_t *lock;
 	double rate_tokens;
 	int64_t rate_ms;
