@@ -47,6 +47,10 @@ struct shared {
 	struct dx_sources global;
 	struct dx_sources ledger[MAX_WORKERS];
 	_Atomic uint64_t served[DX_MAX_LISTENERS]; /* by all workers */
+	/* Each worker's own counters, as it last published them. */
+	struct worker_counts {
+		_Atomic uint64_t accepted, refused[DX_REFUSE_COUNT];
+	} counts[MAX_WORKERS];
 };
 
 struct worker {
@@ -59,10 +63,14 @@ struct prefork_state {
 	size_t shm_len, n;
 	int64_t kill_at; /* stopping: when to SIGKILL workers still left */
 	struct worker w[MAX_WORKERS];
+	/* What workers that have ended counted, before their slots were
+	 * cleared for their replacements. */
+	uint64_t gone_accepted, gone_refused[DX_REFUSE_COUNT];
 };
 
-/* In a worker process only: the shared served counters. */
+/* In a worker process only: the shared served counters, and its own. */
 static _Atomic uint64_t *worker_served;
+static struct worker_counts *worker_counts;
 /* In a worker process only: the epoll model, counting into the above. */
 static struct dx_model worker_model;
 
@@ -105,6 +113,23 @@ worker_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	if (l->served != before)
 		atomic_fetch_add(&worker_served[l - srv->ls],
 		                 l->served - before);
+}
+
+/* A worker's counters, where its master sums them (SIGUSR1, exit). */
+static void
+publish(const struct dx_server *srv)
+{
+	atomic_store(&worker_counts->accepted, srv->accepted);
+	for (int r = 0; r < DX_REFUSE_COUNT; r++)
+		atomic_store(&worker_counts->refused[r], srv->refused[r]);
+}
+
+/* A worker's tick: the epoll model's, and its counters published. */
+static int64_t
+worker_tick(struct dx_server *srv, int64_t now)
+{
+	publish(srv);
+	return dx__model_epoll.tick(srv, now);
 }
 
 /*
@@ -150,16 +175,27 @@ worker_main(struct dx_server *srv, struct prefork_state *st, size_t i,
 	worker_model = dx__model_epoll;
 	worker_model.serve = worker_serve;
 	worker_model.stop = worker_stop;
+	worker_model.tick = worker_tick;
 	worker_served = st->shm->served;
+	worker_counts = &st->shm->counts[i];
+	memset(worker_counts, 0, sizeof(*worker_counts));
 	srv->model = &worker_model;
 	srv->model_state = NULL;
 	srv->src = &st->shm->global;
 	srv->ledger = &st->shm->ledger[i];
 	srv->stream_elsewhere = 0;
 	srv->exclusive = 1;
+	/* EPOLLEXCLUSIVE wakes the worker that waits first: the share rule
+	 * (concurrent.c) spreads connections as it does over reactors. */
+	srv->loops = st->n;
+	srv->accepted = 0;
+	srv->refused = srv->refused_own;
+	for (int r = 0; r < DX_REFUSE_COUNT; r++)
+		srv->refused[r] = 0;
 	err = srv->epfd < 0 ? -errno : dx__model_epoll.start(srv);
 	if (err == 0)
 		err = dx__server_run(srv);
+	publish(srv);
 	if (err < 0)
 		dx__log(srv, DX_LOG_ERROR, "worker %zu: %s", i,
 		        dx_strerror(err));
@@ -227,6 +263,17 @@ settle_ledger(struct dx_sources *global, struct dx_sources *ledger)
 	pthread_mutex_unlock(global->lock);
 }
 
+/* Worker I has ended: what it counted stays counted, its slot is freed. */
+static void
+keep_counts(struct prefork_state *st, size_t i)
+{
+	struct worker_counts *c = &st->shm->counts[i];
+
+	st->gone_accepted += atomic_exchange(&c->accepted, 0);
+	for (int r = 0; r < DX_REFUSE_COUNT; r++)
+		st->gone_refused[r] += atomic_exchange(&c->refused[r], 0);
+}
+
 static void
 prefork_child_exited(struct dx_server *srv, pid_t pid, int status)
 {
@@ -237,6 +284,7 @@ prefork_child_exited(struct dx_server *srv, pid_t pid, int status)
 			continue;
 		st->w[i].pid = 0;
 		settle_ledger(&st->shm->global, &st->shm->ledger[i]);
+		keep_counts(st, i);
 		if (srv->stop)
 			return;
 		dx__log(srv, DX_LOG_WARN, "worker %d %s %d; replacing it",
@@ -313,15 +361,28 @@ prefork_terminate(struct dx_server *srv, int sig)
 			kill(st->w[i].pid, sig);
 }
 
-/* The stream listeners' counts are what the workers served. */
+/* The stream counters are the workers': served, accepted, refused. */
 static void
 prefork_counters(struct dx_server *srv)
 {
 	struct prefork_state *st = srv->model_state;
 
-	for (size_t i = 0; st != NULL && i < srv->nls; i++)
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < srv->nls; i++)
 		if (dx_scheme_socktype(srv->ls[i].ep.scheme) == SOCK_STREAM)
 			srv->ls[i].served = atomic_load(&st->shm->served[i]);
+	/* The master accepts nothing: the counts are the workers' (those
+	 * running as of their last tick, and those that have ended). */
+	srv->accepted = st->gone_accepted;
+	for (int r = 0; r < DX_REFUSE_COUNT; r++)
+		srv->refused[r] = st->gone_refused[r];
+	for (size_t k = 0; k < st->n; k++) {
+		struct worker_counts *c = &st->shm->counts[k];
+		srv->accepted += atomic_load(&c->accepted);
+		for (int r = 0; r < DX_REFUSE_COUNT; r++)
+			srv->refused[r] += atomic_load(&c->refused[r]);
+	}
 }
 
 /* SIGTERM: each worker stops accepting and drains on its own. */

@@ -141,14 +141,23 @@ def test_killed_worker_is_replaced_and_only_its_connections_fail(serve):
     with Load(srv.addr()) as load:
         wait_for(lambda: len(load.results) >= 40, 10 * SLOW,
                  what="the load under way")
-        # The victim is the busiest worker (EPOLLEXCLUSIVE tends to wake
-        # the same one), stopped first so that what it holds can be read
-        # before it dies.
-        victim = wait_for(lambda: max(
-            (w for w in workers(srv) if client_ports(w, port)),
-            key=lambda w: len(client_ports(w, port)), default=None),
-            5 * SLOW, what="a worker serving connections")
-        os.kill(victim, signal.SIGSTOP)
+        # The victim is the busiest worker, stopped first so that what it
+        # holds can be read before it dies. Connections are short and
+        # spread over the workers, so one may finish all it held between
+        # the look and the stop: then it goes on, and another look is
+        # taken (bounded by wait_for).
+        def stopped_holding():
+            w = max((w for w in workers(srv) if client_ports(w, port)),
+                    key=lambda w: len(client_ports(w, port)), default=None)
+            if w is None:
+                return None
+            os.kill(w, signal.SIGSTOP)
+            if client_ports(w, port):
+                return w
+            os.kill(w, signal.SIGCONT)
+            return None
+        victim = wait_for(stopped_holding, 5 * SLOW,
+                          what="a worker serving connections")
         held = client_ports(victim, port)
         os.kill(victim, signal.SIGKILL)
         t_kill = time.monotonic()
