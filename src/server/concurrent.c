@@ -13,6 +13,7 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -82,6 +83,21 @@ const char *
 dx__refuse_name(enum dx_refuse r)
 {
 	return r < DX_REFUSE_COUNT ? refuse_names[r] : "unknown";
+}
+
+size_t
+dx__loop_count(const struct dx_server *srv, size_t max)
+{
+	cpu_set_t set;
+	long n = (long)srv->workers;
+
+	if (n == 0)
+		n = sched_getaffinity(0, sizeof(set), &set) == 0
+		            ? CPU_COUNT(&set)
+		            : sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return (size_t)n > max ? max : (size_t)n;
 }
 
 int

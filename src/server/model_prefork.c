@@ -222,14 +222,11 @@ static int
 prefork_start(struct dx_server *srv)
 {
 	struct prefork_state *st = calloc(1, sizeof(*st));
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (st == NULL)
 		return -ENOMEM;
 	srv->model_state = st;
-	st->n = srv->workers ? srv->workers : (ncpu > 0 ? (size_t)ncpu : 1);
-	if (st->n > MAX_WORKERS)
-		st->n = MAX_WORKERS;
+	st->n = dx__loop_count(srv, MAX_WORKERS);
 	st->shm = map_shared(srv->sources.cap, st->n, &st->shm_len);
 	if (st->shm == NULL)
 		return -ENOMEM;

@@ -74,21 +74,6 @@ struct reactors_state {
 	uint64_t done_accepted, done_served[DX_MAX_LISTENERS];
 };
 
-/* --workers, else the CPUs this process may run on. */
-static size_t
-reactor_count(const struct dx_server *srv)
-{
-	cpu_set_t set;
-	long n = (long)srv->workers;
-
-	if (n == 0)
-		n = sched_getaffinity(0, sizeof(set), &set) == 0
-		            ? CPU_COUNT(&set)
-		            : sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
-	return n > MAX_REACTORS ? MAX_REACTORS : (size_t)n;
-}
 
 static int
 is_ip_stream(const struct dx_listener *l)
@@ -241,7 +226,7 @@ reactors_start(struct dx_server *srv)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = DX_MODEL_TAG};
 	struct reactors_state *st;
-	size_t n = reactor_count(srv);
+	size_t n = dx__loop_count(srv, MAX_REACTORS);
 	int err = 0;
 
 	if (n == 1) { /* the epoll model itself, as if alone */

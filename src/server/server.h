@@ -244,6 +244,12 @@ void dx__log(const struct dx_server *srv, int level, const char *fmt, ...)
 
 /* concurrent.c: the connection-oriented concurrent server. */
 int dx__stream_open(struct dx_server *srv);
+/*
+ * How many loops (prefork's workers, epoll's reactors) to run: --workers,
+ * else one per CPU this process may run on (its affinity: under taskset
+ * -c 1, one), at least 1 and at most MAX.
+ */
+size_t dx__loop_count(const struct dx_server *srv, size_t max);
 /* The epoll events a stream listener is watched with. */
 uint32_t dx__listener_events(const struct dx_server *srv);
 /* Accepts and admits what waits on L, handing each to the model. */
