@@ -164,6 +164,8 @@ set_paused(struct dx_server *srv, int paused)
 	if (srv->stream_elsewhere)
 		return;
 	srv->accept_paused = paused;
+	if (srv->model_accepts) /* not in the set: the model stops its own */
+		return;
 	for (size_t i = 0; i < srv->nls; i++) {
 		struct dx_listener *l = &srv->ls[i];
 		struct epoll_event ev = {.events = dx__listener_events(srv),
@@ -579,4 +581,52 @@ dx__stream_reap(struct dx_server *srv)
 			return;
 		srv->model->child_exited(srv, pid, status);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * A model that accepts on its own (the uring model's multishot accept)
+ * --------------------------------------------------------------------- */
+
+void
+dx__stream_take_listeners(struct dx_server *srv, int take)
+{
+	if (take) {
+		for (size_t i = 0; i < srv->nls; i++) {
+			struct dx_listener *l = &srv->ls[i];
+
+			if (l->fd < 0 ||
+			    dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
+				continue;
+			if (!l->paused)
+				epoll_ctl(srv->epfd, EPOLL_CTL_DEL, l->fd,
+				          NULL);
+			l->paused = 1;
+		}
+		srv->model_accepts = 1;
+		return;
+	}
+	srv->model_accepts = 0;
+	set_paused(srv, srv->accept_paused); /* watched again if not paused */
+}
+
+void
+dx__stream_accepted(struct dx_server *srv, struct dx_listener *l, int fd,
+                    struct dx_addr *peer)
+{
+	uint8_t key[16];
+
+	dx_addr_unmap(peer);
+	if (!admit(srv, fd, peer, key, 0)) {
+		dx_close(fd);
+		return;
+	}
+	srv->accepted++;
+	srv->model->serve(srv, l, fd, peer);
+}
+
+void
+dx__stream_refused(struct dx_server *srv, enum dx_refuse why,
+                   const struct dx_addr *peer)
+{
+	refuse(srv, why, peer);
 }

@@ -198,6 +198,7 @@ struct dx_server {
 	int exclusive;        /* EPOLLEXCLUSIVE on stream listeners */
 	int reuseport;        /* epoll reactors: a SO_REUSEPORT listener each */
 	int accept_paused;    /* limits or the stop unwatched the listeners */
+	int model_accepts;    /* the model accepts on them itself (uring) */
 	pthread_rwlock_t *accept_lock; /* reactors: accept() vs shedding */
 	size_t workers; /* prefork workers, epoll reactors: how many */
 	size_t loops;   /* reactors sharing the listeners: how many */
@@ -267,6 +268,26 @@ void dx__stream_log_counters(struct dx_server *srv);
 /* Reaps every exited child (SIGCHLD) and tells the model. */
 void dx__stream_reap(struct dx_server *srv);
 void dx__stream_free(struct dx_server *srv);
+/*
+ * For a model that accepts on the stream listeners itself (the uring
+ * model's multishot accept). TAKE 1 takes them out of the epoll set and
+ * out of dx__stream_accept()'s hands; TAKE 0 gives them back, watched
+ * again unless accepting is paused. While they are taken, pausing (the
+ * stop) is only recorded: the model stops its own accepting. The model
+ * takes them only while no limit can defer a connection: no --rate, and
+ * more --max-conns places free than it may accept before it can stop.
+ */
+void dx__stream_take_listeners(struct dx_server *srv, int take);
+/*
+ * FD from PEER, accepted by the model on L: the admission
+ * dx__stream_accept() applies after accept() (rules, --per-source,
+ * --max-conns; refused: closed and counted), then serve().
+ */
+void dx__stream_accepted(struct dx_server *srv, struct dx_listener *l, int fd,
+                         struct dx_addr *peer);
+/* Counts and logs a refusal the model made (a client it shed). */
+void dx__stream_refused(struct dx_server *srv, enum dx_refuse why,
+                        const struct dx_addr *peer);
 /*
  * Runs the exec: service for a connection (or datagram-less stream) on
  * FD: spawns the program with FD as its standard input and output and
