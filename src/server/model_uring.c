@@ -37,6 +37,11 @@
  * send still in flight is kept until its completion says the kernel is
  * done with it.
  *
+ * Accepting: while no limit can defer a connection, a multishot accept
+ * per listener in the ring, each connection then admitted by the shared
+ * code (concurrent.c); near --max-conns, with --rate, or out of
+ * descriptors, the shared accept(2) path (see "Accepting" below).
+ *
  * Timeouts: a sweep ten times a second, as the epoll model. exec: the
  * program gets the socket and is watched through a pidfd in the server's
  * epoll set; nothing is armed on the socket until it exits.
@@ -102,13 +107,23 @@ fall_back(struct dx_server *srv, int err)
 #define NO_BUF    0xffffu
 _Static_assert(BUF_COUNT < NO_BUF && BUF_SIZE <= UINT16_MAX,
                "held input lists index and measure buffers in 16 bits");
+_Static_assert(DX_MAX_LISTENERS <= 64, "acc_armed has a bit per listener");
+
+/* After the ring's accept ran out of descriptors: the shared path's for
+ * this long (it sheds clients through its reserved descriptor). */
+#define RETAKE_MS 1000
+/* Beyond the listen backlog, what a multishot accept may take in one go
+ * before the turn that could stop it (connections whose handshake ends
+ * while the kernel empties the queue). */
+#define ACCEPT_SLACK 64
 
 /* Epoll tags: the ring's eventfd, and PIDFD_TAG + fd for exec's pidfds. */
 #define EVENTFD_TAG DX_MODEL_TAG
 #define PIDFD_TAG   (DX_MODEL_TAG << 1)
 
-/* user_data: the operation (4 bits), generation (28) and descriptor. */
-enum op { OP_RECV = 1, OP_POLL, OP_SEND, OP_CANCEL };
+/* user_data: the operation (4 bits), generation (28) and descriptor;
+ * OP_ACCEPT: the listener's index, generation 1 for its cancel. */
+enum op { OP_RECV = 1, OP_POLL, OP_SEND, OP_CANCEL, OP_ACCEPT };
 #define GEN_MASK 0x0fffffffu
 
 /* How a connection takes input; one input operation at most is armed. */
@@ -157,6 +172,10 @@ struct uring_state {
 	struct dx_bufpool pool;
 	struct orphan *orphans;
 	size_t norphans, orphans_cap;
+	int accepting;      /* the listeners are ours: multishot accepts */
+	int no_accept;      /* the kernel refused them: never again */
+	uint64_t acc_armed; /* listeners with a multishot accept in flight */
+	int64_t retake_ms;  /* not before then (descriptors ran out) */
 	uint8_t scratch[DX_CONN_BUF]; /* reads after a poll */
 };
 
@@ -845,6 +864,192 @@ uring_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 }
 
 /* ---------------------------------------------------------------------
+ * Accepting: a multishot accept per listener, while no limit can defer
+ *
+ * The shared path costs a wake-up of the loop, an accept4(2) and the
+ * accept4 that finds the queue empty per burst; a multishot accept in the
+ * ring takes the connections as their handshakes end, in the same call
+ * that runs the rest of the turn's work (9-10% less server CPU per
+ * connection in connrate, docs/uring.md). It cannot give the peer's
+ * address (one buffer for every connection it takes), so each costs a
+ * getpeername(2) for admission, which is then the shared one
+ * (dx__stream_accepted: rules, --per-source, --max-conns).
+ *
+ * What it cannot do is wait: the kernel takes every connection queued,
+ * and the loop learns of them after. So the ring accepts only while that
+ * cannot overrun a limit (no --rate, no stop, and more --max-conns places
+ * free than the listen backlog and ACCEPT_SLACK, twice that to start
+ * again), and the listeners go back to the shared path, which defers by
+ * leaving clients in the backlog, otherwise. It also honours the
+ * descriptor limit as it was when it was armed: a descriptor at or above
+ * the limit as it is now is shed as accept4's EMFILE would have been, and
+ * EMFILE itself, as every exhaustion error, hands the listeners back for
+ * RETAKE_MS, the shared path shedding through its reserve descriptor.
+ * --------------------------------------------------------------------- */
+
+/* 1 while the ring may accept; START: the stricter bound to take over. */
+static int
+may_accept_ahead(const struct dx_server *srv, const struct uring_state *st,
+                 int64_t now, int start)
+{
+	size_t margin = (size_t)srv->backlog + ACCEPT_SLACK;
+	size_t total, left;
+
+	if (st->no_accept || srv->stop || srv->accept_paused || srv->rate > 0 ||
+	    now < st->retake_ms)
+		return 0;
+	if (!srv->max_conns)
+		return 1;
+	total = atomic_load_explicit(&srv->src->total, memory_order_relaxed);
+	left = srv->max_conns > total ? srv->max_conns - total : 0;
+	return left > (start ? 2 * margin : margin);
+}
+
+static int
+stream_listener(const struct dx_listener *l)
+{
+	return l->fd >= 0 && dx_scheme_socktype(l->ep.scheme) == SOCK_STREAM;
+}
+
+/* Listener I's accept; with CANCEL, the request that cancels it. */
+static uint64_t
+accept_ud(size_t i, int cancel)
+{
+	return (uint64_t)OP_ACCEPT << 60 | (uint64_t)(cancel != 0) << 32 | i;
+}
+
+/* Arms listener I's multishot accept. */
+static void
+arm_accept(struct dx_server *srv, size_t i)
+{
+	struct uring_state *st = srv->model_state;
+	struct io_uring_sqe *sqe = get_sqe(st);
+
+	if (sqe == NULL)
+		return; /* the next turn's take_or_give() tries again */
+	io_uring_prep_multishot_accept(sqe, srv->ls[i].fd, NULL, NULL,
+	                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+	io_uring_sqe_set_data64(sqe, accept_ud(i, 0));
+	st->acc_armed |= UINT64_C(1) << i;
+	dx_trace("accept(%d) multishot [io_uring]", srv->ls[i].fd);
+}
+
+/* Takes the stream listeners from the shared path. */
+static void
+take_listeners(struct dx_server *srv)
+{
+	struct uring_state *st = srv->model_state;
+
+	dx__log(srv, DX_LOG_DEBUG, "io_uring: the ring accepts");
+	dx__stream_take_listeners(srv, 1);
+	st->accepting = 1;
+	for (size_t i = 0; i < srv->nls; i++)
+		if (stream_listener(&srv->ls[i]) &&
+		    !(st->acc_armed & (UINT64_C(1) << i)))
+			arm_accept(srv, i);
+}
+
+/* Cancels the ring's accepts and gives the listeners back. */
+static void
+give_back_listeners(struct dx_server *srv)
+{
+	struct uring_state *st = srv->model_state;
+
+	if (!st->accepting)
+		return;
+	dx__log(srv, DX_LOG_DEBUG, "io_uring: accept(2) accepts");
+	st->accepting = 0;
+	for (size_t i = 0; i < srv->nls; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (!(st->acc_armed & (UINT64_C(1) << i)) ||
+		    (sqe = get_sqe(st)) == NULL)
+			continue;
+		io_uring_prep_cancel64(sqe, accept_ud(i, 0), 0);
+		io_uring_sqe_set_data64(sqe, accept_ud(i, 1));
+	}
+	dx__stream_take_listeners(srv, 0);
+}
+
+/* Each turn: takes the listeners when it may, gives them back if not. */
+static void
+take_or_give(struct dx_server *srv, int64_t now)
+{
+	struct uring_state *st = srv->model_state;
+
+	if (!st->accepting && may_accept_ahead(srv, st, now, 1))
+		take_listeners(srv);
+	else if (st->accepting && !may_accept_ahead(srv, st, now, 0))
+		give_back_listeners(srv);
+}
+
+/* The ring's accept failed with ERR: descriptors or memory ran out. */
+static int
+exhausted(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
+	       err == -ENOMEM;
+}
+
+/* The ring accepted FD on listener I: checks, then the shared admission. */
+static void
+accepted(struct dx_server *srv, size_t i, int fd)
+{
+	struct uring_state *st = srv->model_state;
+	struct dx_listener *l = &srv->ls[i];
+	char who[DX_ADDRSTRLEN];
+	struct dx_addr peer;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)fd >= rl.rlim_cur) {
+		dx_trace("accept(%d) = %d over the descriptor limit [io_uring]",
+		         l->fd, fd);
+		dx_close(fd);
+		dx__stream_refused(srv, DX_REFUSE_FDS, NULL);
+		st->retake_ms = dx_now_ms() + RETAKE_MS;
+		give_back_listeners(srv);
+		return;
+	}
+	memset(&peer, 0, sizeof(peer));
+	peer.len = sizeof(peer.u.ss);
+	if (getpeername(fd, &peer.u.sa, &peer.len) < 0) {
+		dx_close(fd); /* the peer is gone: accept4's ECONNABORTED */
+		return;
+	}
+	if (dx_trace_on()) { /* as accept4's: the seed's figure */
+		dx_addr_format(&peer, who, sizeof(who));
+		dx_trace("accept(%d) = %d from %s", l->fd, fd, who);
+	}
+	dx__stream_accepted(srv, l, fd, &peer);
+}
+
+/* A completion of listener I's multishot accept. */
+static void
+accept_done(struct dx_server *srv, const struct io_uring_cqe *cqe)
+{
+	struct uring_state *st = srv->model_state;
+	size_t i = (uint32_t)cqe->user_data;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		st->acc_armed &= ~(UINT64_C(1) << i);
+	if (cqe->res >= 0) {
+		accepted(srv, i, cqe->res);
+	} else if (cqe->res != -ECANCELED) {
+		dx_trace("accept(%d) = -1 (%s) [io_uring]", srv->ls[i].fd,
+		         dx_strerror(cqe->res));
+		if (exhausted(cqe->res))
+			st->retake_ms = dx_now_ms() + RETAKE_MS;
+		else if (cqe->res == -EINVAL)
+			st->no_accept = 1; /* not for this listener or kernel */
+		if (exhausted(cqe->res) || cqe->res == -EINVAL)
+			give_back_listeners(srv);
+	}
+	/* One that ended on a routine error (ECONNABORTED...) goes on. */
+	if (st->accepting && !(st->acc_armed & (UINT64_C(1) << i)))
+		arm_accept(srv, i);
+}
+
+/* ---------------------------------------------------------------------
  * Completions
  * --------------------------------------------------------------------- */
 
@@ -913,6 +1118,11 @@ complete(struct dx_server *srv, const struct io_uring_cqe *cqe, int64_t now)
 	struct slot *s = &st->slot[(uint32_t)ud];
 	int end;
 
+	if ((ud >> 60) == OP_ACCEPT) {
+		if (ud == accept_ud((uint32_t)ud, 0))
+			accept_done(srv, cqe);
+		return; /* else its cancel's */
+	}
 	if (cqe->flags & IORING_CQE_F_BUFFER)
 		st->bufs_out++;
 	if (!s->used || s->gen != ((ud >> 32) & GEN_MASK)) {
@@ -1061,6 +1271,7 @@ uring_tick(struct dx_server *srv, int64_t now)
 		sweep(srv, now);
 		st->next_sweep = now + SWEEP_MS;
 	}
+	take_or_give(srv, now);
 	if (flush_ring(srv, now))
 		return now;
 	/* The last connection of a stopping server ended in this turn: the
@@ -1068,6 +1279,13 @@ uring_tick(struct dx_server *srv, int64_t now)
 	if (srv->stop && st->active == 0)
 		return now;
 	return st->active > 0 ? st->next_sweep : DX_FOREVER;
+}
+
+/* SIGTERM: the ring stops accepting (the shared path is paused). */
+static void
+uring_stop(struct dx_server *srv)
+{
+	give_back_listeners(srv);
 }
 
 static size_t
@@ -1102,6 +1320,7 @@ const struct dx_model dx__model_uring = {
         .event = uring_event,
         .tick = uring_tick,
         .active = uring_active,
+        .stop = uring_stop,
         .terminate = uring_terminate,
         .free = uring_free,
 };

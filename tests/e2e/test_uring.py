@@ -3,7 +3,8 @@
 --model uring`: every service answered through it (real nc and python
 peers), echo half-close at the sizes that matter, twenty concurrent
 byte-exact echoes, backpressure from peers that send without reading
-(bounded server memory, no starved newcomer, nothing lost), echo's bulk
+(bounded server memory, no starved newcomer, nothing lost), the ring's
+multishot accept (shared admission; accept(2) near --max-conns), echo's bulk
 stream leaving the ring for conn.c's splice path (byte-exact, small
 exchanges staying on the multishot receive, a peer that stops reading
 held back, the write and idle timeouts still applying), the fallback
@@ -380,6 +381,91 @@ def test_write_timeout_ends_a_stuck_send(serve):
         assert data == chargen_pattern(len(data))
         s.close()
     assert echo_exchange(srv.port(1), b"alive") == (b"alive", "eof")
+
+
+# ---------------------------------------------------------------------------
+# Accepting: the ring's multishot accept, the shared admission
+# ---------------------------------------------------------------------------
+
+RING_ACCEPTS = "io_uring: the ring accepts"
+SHARED_ACCEPTS = "io_uring: accept(2) accepts"
+
+
+def connect_from(port, source, timeout=5.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_the_ring_accepts_and_admission_is_the_shared_one(serve):
+    """The ring takes the connections (one multishot accept armed); the
+    access rules and --per-source still decide who is served, each client
+    traced as accept4 traces it."""
+    srv = uring(serve, "-v", "--trace", "--deny", "127.0.0.2/32",
+                "--per-source", "2", "echo", "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    wait_for(lambda: RING_ACCEPTS in srv.stderr(), 2, "the ring accepting")
+    a, b = connect(srv.port()), connect(srv.port())
+    for s in (a, b):
+        s.sendall(b"in")
+        assert s.recv(2) == b"in"
+    with connect(srv.port()) as third:  # over --per-source: closed
+        assert read_to_end(third, timeout=2)[1] in ("eof", "reset")
+    with connect_from(srv.port(), "127.0.0.2") as denied:
+        assert read_to_end(denied, timeout=2)[1] in ("eof", "reset")
+    with connect_from(srv.port(), "127.0.0.3") as other:
+        other.sendall(b"ok")
+        assert other.recv(2) == b"ok"
+    a.close()
+    b.close()
+    err = srv.stderr()
+    assert len(re.findall(r"accept\(\d+\) multishot \[io_uring\]",
+                          err)) == 1
+    assert len(re.findall(r"accept\(\d+\) = \d+ from 127\.0\.0\.\d+:\d+$",
+                          err, re.M)) == 5
+    assert "per-source-limit: 127.0.0.1" in err
+    assert "denied: 127.0.0.2" in err
+    assert SHARED_ACCEPTS not in err
+
+
+def test_near_max_conns_the_shared_path_accepts_and_defers(serve):
+    """--backlog 8 --max-conns 200: the ring accepts while more than twice
+    the backlog and its slack are free, accept(2) once 72 or fewer are,
+    which defers exactly: the 201st client waits in the backlog, unserved
+    and not closed, and is served as soon as one ends; the ring takes
+    over again once most have ended."""
+    srv = uring(serve, "-v", "--backlog", "8", "--max-conns", "200", "echo",
+                "tcp://127.0.0.1:0")
+    skip_unless_uring(srv)
+    held = []
+    for i in range(200):
+        s = connect(srv.port())
+        s.sendall(b"%d" % i)
+        assert s.recv(10) == b"%d" % i
+        held.append(s)
+    err = srv.stderr()
+    assert RING_ACCEPTS in err and SHARED_ACCEPTS in err
+    assert err.index(RING_ACCEPTS) < err.index(SHARED_ACCEPTS)
+    late = connect(srv.port())
+    late.sendall(b"late")
+    late.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        late.recv(4)
+    held.pop().close()
+    late.settimeout(5)
+    assert late.recv(4) == b"late"
+    held.append(late)
+    for s in held[:180]:
+        s.close()
+    wait_for(lambda: srv.stderr().count(RING_ACCEPTS) == 2, 3,
+             "the ring accepting again")
+    assert echo_exchange(srv.port(), b"again") == (b"again", "eof")
+    for s in held[180:]:
+        s.close()
+    assert "max-conns-deferred" in srv.stderr()
+    assert "denied" not in srv.stderr().split("counters")[0]
 
 
 # ---------------------------------------------------------------------------
