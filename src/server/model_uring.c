@@ -104,12 +104,12 @@ fall_back(struct dx_server *srv, int err)
 #define BUF_SIZE  4096
 #define BUF_GROUP 0
 #define BUF_LOW   (BUF_COUNT / 8) /* fewer free: poll and read instead */
-/* Buffers the kernel may pick from at a time (see publish()). */
-#define BUF_PUBLISH (BUF_COUNT < 64 ? BUF_COUNT : 64)
 #define NO_BUF    0xffffu
 _Static_assert(BUF_COUNT < NO_BUF && BUF_SIZE <= UINT16_MAX,
                "held input lists index and measure buffers in 16 bits");
 _Static_assert(DX_MAX_LISTENERS <= 64, "acc_armed has a bit per listener");
+/* Buffers the kernel may pick from at a time (see publish()). */
+#define BUF_PUBLISH (BUF_COUNT < 64 ? BUF_COUNT : 64)
 
 /* After the ring's accept ran out of descriptors: the shared path's for
  * this long (it sheds clients through its reserved descriptor). */
@@ -165,7 +165,7 @@ struct uring_state {
 	size_t map_len;
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
-	uint16_t stack[BUF_COUNT]; /* free, not published: last freed on top */
+	uint16_t stack[BUF_COUNT];  /* free, not published: last freed on top */
 	unsigned nstack, published; /* published: the kernel may pick them */
 	uint16_t next[BUF_COUNT], len[BUF_COUNT]; /* held input lists */
 	struct slot *slot;                        /* indexed by descriptor */
