@@ -897,7 +897,7 @@ uring_serve(struct dx_server *srv, struct dx_listener *l, int fd,
  * The shared path costs a wake-up of the loop, an accept4(2) and the
  * accept4 that finds the queue empty per burst; a multishot accept in the
  * ring takes the connections as their handshakes end, in the same call
- * that runs the rest of the turn's work (9-10% less server CPU per
+ * that runs the rest of the turn's work (7-10% less server CPU per
  * connection in connrate, docs/uring.md). It cannot give the peer's
  * address (one buffer for every connection it takes), so each costs a
  * getpeername(2) for admission, which is then the shared one
