@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -115,13 +116,19 @@ class Server:
     temporary file (so its pipe can never fill and block the server);
     stdout is read, with a deadline, until there is one 'serving' line per
     SERVICE ENDPOINT pair. NETNS runs it under `ip netns exec NS` (which
-    execs, so the pid is the server's own). Every wait is bounded."""
+    execs, so the pid is the server's own). WRAP is a command the server
+    runs under (e.g. strace -f ...), which starts it as its only child:
+    then `pid` is the server's, `proc` the wrapper's, and signals go to the
+    server. Every wait is bounded."""
 
     START_TIMEOUT = 5.0
 
-    def __init__(self, args, env=None, netns=None, listeners=None):
+    def __init__(self, args, env=None, netns=None, listeners=None,
+                 wrap=None):
         self.args = [str(a) for a in args]
         cmd = [duplex_path(), "serve", *self.args]
+        if wrap is not None:
+            cmd = [*wrap, *cmd]
         if netns is not None:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         fd, self.err_path = tempfile.mkstemp(prefix="dx-serve-", suffix=".err")
@@ -135,6 +142,8 @@ class Server:
         want = count_pairs(self.args) if listeners is None else listeners
         try:
             self._read_listeners(want)
+            if wrap is not None:
+                self.pid = _only_child(self.proc.pid)
         except BaseException:
             self.kill()
             raise
@@ -225,7 +234,7 @@ class Server:
         """Sends SIGUSR1 and waits until a new counters line appears;
         returns counters()."""
         before = len(self._counter_blocks())
-        self.proc.send_signal(signal.SIGUSR1)
+        os.kill(self.pid, signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         while len(self._counter_blocks()) <= before:
             if time.monotonic() > deadline or not self.running():
@@ -240,7 +249,7 @@ class Server:
         if self.returncode is not None:
             return self.returncode
         if self.running():
-            self.proc.send_signal(sig)
+            os.kill(self.pid, sig)
         try:
             self.returncode = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -252,12 +261,14 @@ class Server:
         return self.returncode
 
     def kill(self):
-        """SIGKILL by pid (teardown and failures)."""
+        """SIGKILL by pid (teardown and failures): the server, then a
+        wrapper it runs under."""
         if self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in dict.fromkeys((self.pid, self.proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -275,7 +286,10 @@ class Server:
     def cleanup(self):
         """Teardown: SIGTERM, then SIGKILL; removes the stderr file."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             try:
                 self.proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
@@ -287,14 +301,38 @@ class Server:
             pass
 
 
+def _only_child(pid, timeout=5.0):
+    """The one child process of PID (a wrapper's server), waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+                kids.append(int(d))
+        if len(kids) == 1:
+            return kids[0]
+        if time.monotonic() > deadline:
+            pytest.fail(f"process {pid} has children {kids}, not one")
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def serve(duplex):
-    """Factory: serve(*ARGS, env=None, netns=None) starts `duplex serve
-    ARGS` and returns its Server; every server is stopped at teardown."""
+    """Factory: serve(*ARGS, env=None, netns=None, wrap=None) starts
+    `duplex serve ARGS` and returns its Server; every server is stopped at
+    teardown."""
     started = []
 
-    def start(*args, env=None, netns=None, listeners=None):
-        srv = Server(args, env=env, netns=netns, listeners=listeners)
+    def start(*args, env=None, netns=None, listeners=None, wrap=None):
+        srv = Server(args, env=env, netns=netns, listeners=listeners,
+                     wrap=wrap)
         started.append(srv)
         return srv
 
@@ -438,6 +476,32 @@ def netns():
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True,
                        timeout=10)
+
+
+def netns_socket(ns, family=socket.AF_INET, kind=socket.SOCK_STREAM):
+    """A socket made inside namespace NS, usable from this process: a
+    thread of its own enters NS with setns(2), makes the socket and ends
+    (a socket stays in the namespace it was made in)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = []
+
+    def make():
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                out.append(OSError(ctypes.get_errno(), "setns"))
+                return
+        finally:
+            os.close(fd)
+        out.append(socket.socket(family, kind))
+
+    t = threading.Thread(target=make, daemon=True)
+    t.start()
+    t.join(10)
+    if not out or isinstance(out[0], Exception):
+        pytest.fail(f"no socket in namespace {ns}: {out}")
+    return out[0]
 
 
 def in_netns(ns, args, **kw):
