@@ -15,6 +15,7 @@ The heavier limit and abuse cases live in test_tcp_limits.py, which reuses
 the helpers defined here (none of them is a test)."""
 import hashlib
 import os
+import pathlib
 import random
 import re
 import selectors
@@ -1029,6 +1030,37 @@ def test_drain_deadline_ends_a_connection_that_never_ends(serve, tmp_path):
         s.close()
 
 
+def test_sigint_drains_like_sigterm_and_exits_0(serve):
+    """SIGINT is SIGTERM's twin: the server stops accepting (a new client
+    waits unserved, and is reset when the server exits), lets the active
+    connection finish byte for byte within --drain, then exits 0."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--drain", "10s")
+    rng = random.Random(SEED + 5)
+    first, rest = rng.randbytes(65536), rng.randbytes(3 << 20)
+    s = connect(srv.addr(), timeout=10)
+    try:
+        s.sendall(first)  # served before the signal
+        assert recv_exactly(s, len(first)) == first
+        os.kill(srv.pid, signal.SIGINT)
+        time.sleep(0.1)
+        late = connect(srv.addr(), timeout=2)
+        late.sendall(b"anyone there?")
+        assert read_to_end(late, timeout=0.5) == (b"", "timeout"), (
+            "a client after SIGINT was served")
+        time.sleep(0.3)
+        assert srv.running(), "SIGINT ended the server without draining"
+        got, how, _ = exchange(s, rest, timeout=20)
+        assert how == "eof" and got == rest, (
+            f"after SIGINT: {len(got)} of {len(rest)} bytes, {how}")
+    finally:
+        s.close()
+    assert srv.proc.wait(timeout=5) == 0
+    try:
+        assert read_to_end(late, timeout=2) == (b"", "reset")
+    finally:
+        late.close()
+
+
 # ---------------------------------------------------------------------------
 # unix:// listeners
 # ---------------------------------------------------------------------------
@@ -1094,6 +1126,33 @@ def test_unix_exec_sees_peer_credentials(serve, sockdir):
     assert srv.running()
 
 
+UNIX_CHECKS = {"qotd": check_qotd, "daytime": check_daytime,
+               "time": check_time}
+
+
+@pytest.mark.parametrize("service", ["discard", "chargen", "qotd", "daytime",
+                                     "time"])
+def test_unix_stream_services(serve, sockdir, service):
+    """Every built-in stream service over unix:// gives what it gives
+    over TCP (echo and exec have tests of their own): discard reads all
+    and ends with end of file, chargen is the RFC 864 pattern from its
+    first byte, qotd, daytime and time answer and close."""
+    path = os.path.join(sockdir, f"{service}.sock")
+    srv = start(serve, service, f"unix://{path}")
+    with connect(path) as s:
+        if service == "chargen":
+            data = recv_exactly(s, 74 * 200)
+            assert data == chargen_pattern(len(data)), data[:200]
+        elif service == "discard":
+            got, how, _ = exchange(s, os.urandom(1 << 20))
+            assert (got, how) == (b"", "eof")
+        else:
+            got, how = read_to_end(s)
+            assert how == "eof", f"{service}: {how} after {got!r}"
+            UNIX_CHECKS[service](got)
+    assert srv.running()
+
+
 # ---------------------------------------------------------------------------
 # Privilege drop (root only)
 # ---------------------------------------------------------------------------
@@ -1135,6 +1194,87 @@ def test_unknown_user_exits_before_serving(duplex):
     assert len(err) == 1 and "nosuchuser" in err[0], err
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # no listener was left behind
+
+
+def other_group():
+    """A group that exists and is not nobody's own, so that a --group
+    that took no effect could not pass for one that did."""
+    import grp
+    import pwd
+    own = pwd.getpwnam("nobody").pw_gid
+    for name in ("users", "daemon", "staff", "adm"):
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if g.gr_gid != own:
+            return g
+    pytest.fail("no group other than nobody's own on this machine")
+
+
+def check_ids(where, st, uid, gid, groups):
+    assert st["Uid"].split() == [str(uid)] * 4, (where, st["Uid"])
+    assert st["Gid"].split() == [str(gid)] * 4, (where, st["Gid"])
+    assert set(st.get("Groups", "").split()) == {str(g) for g in groups}, (
+        where, st.get("Groups"))
+
+
+@needs_root
+@pytest.mark.parametrize("user", ["nobody", None])
+def test_group_sets_every_gid_of_server_and_children(serve, sockdir, user):
+    """--group GROUP (with --user nobody, or alone): the Gid line of the
+    server (and prefork's workers), of the connection's process and of
+    the exec program shows GROUP four times, and the supplementary groups
+    are the user's (initgroups) or none (setgroups(0))."""
+    import pwd
+    g = other_group()
+    uid = pwd.getpwnam(user).pw_uid if user else 0
+    groups = set(os.getgrouplist(user, g.gr_gid)) if user else set()
+    # In sockdir: nobody may not enter pytest's tmp_path.
+    prog = script(pathlib.Path(sockdir), "ids.sh",
+                  "grep -E '^(Uid|Gid|Groups):' /proc/$$/status\n"
+                  "exec cat\n")
+    args = [f"exec:{prog}", "tcp://127.0.0.1:0", "--group", g.gr_name]
+    srv = start(serve, *args, *(["--user", user] if user else []))
+    for pid in server_pids(srv):
+        check_ids(f"server process {pid}", status_fields(pid), uid,
+                  g.gr_gid, groups)
+    with connect(srv.addr()) as s:
+        out = b""
+        while out.count(b"\n") < 3:
+            chunk = s.recv(4096)
+            assert chunk, f"the program ended early: {out!r}"
+            out += chunk
+        kids = live_conn_children(srv)
+        assert kids, "no process serves the connection"
+        for pid in kids:  # fork: the connection's child; else the program
+            check_ids(f"connection process {pid}", status_fields(pid), uid,
+                      g.gr_gid, groups)
+        got, how, _ = exchange(s, b"still here\n")
+    assert (got, how) == (b"still here\n", "eof")
+    check_ids("exec program", dict(line.split(":\t", 1) for line in
+                                   out.decode().splitlines()),
+              uid, g.gr_gid, groups)
+
+
+@needs_root
+@pytest.mark.parametrize("user", ["nobody", None])
+def test_unknown_group_exits_before_serving(duplex, sockdir, user):
+    """A --group that does not exist stops the server before it binds:
+    one error line naming it, nothing on stdout, no TCP listener and no
+    socket file left."""
+    port = free_tcp_port()
+    path = os.path.join(sockdir, "g.sock")
+    p = run(["serve", "--model", MODEL, "echo", f"tcp://127.0.0.1:{port}",
+             "echo", f"unix://{path}", "--group", "nosuchgroup",
+             *(["--user", user] if user else [])])
+    assert p.returncode != 0
+    assert p.stdout == b""
+    err = p.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "nosuchgroup" in err[0], err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # no listener was left behind
+    assert not os.path.exists(path), "a socket file was left behind"
 
 
 # ---------------------------------------------------------------------------
