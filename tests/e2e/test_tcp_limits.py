@@ -16,12 +16,11 @@ import time
 import pytest
 
 from conftest import run
-from test_tcp_server import (MODEL, SLOW, conn_children, conn_threads,
-                             connect, exchange, live_conn_children,
-                             needs_ipv6, read_to_end, recv_exactly, rst_close,
-                             script, server_cpu_seconds, server_fd_count,
-                             server_pids, start, v4, wait_for,
-                             wait_no_children)
+from test_tcp_server import (MODEL, SLOW, conn_children, conn_threads, connect,
+                             exchange, live_conn_children, needs_ipv6,
+                             read_to_end, recv_exactly, rst_close, script,
+                             server_cpu_seconds, server_fd_count, server_pids,
+                             start, v4, wait_for, wait_no_children, workers)
 
 
 def live_children(srv):
@@ -130,28 +129,97 @@ def test_thousand_chargen_resets_do_not_kill_the_server(serve):
 # --max-conns, --per-source
 # ---------------------------------------------------------------------------
 
+def _children_now(pids):
+    """The children of the processes PIDS (zombies included), from each
+    thread's /proc/PID/task/TID/children: a few reads, where a /proc scan
+    takes longer than the 20 ms between samples."""
+    out = set()
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out.update(int(c) for c in f.read().split())
+            except OSError:
+                continue
+    return out
+
+
+def _sockets_held(pids, skip):
+    """The inodes of the sockets that the processes PIDS hold, less
+    SKIP (the listeners)."""
+    out = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                out.add(int(target[8:-1]))
+    return out - skip
+
+
+def serving_now(parents, listeners):
+    """(children, connections) of a server whose processes PARENTS (the
+    server, or prefork's workers) accept: how many processes they have
+    forked or spawned, and how many accepted sockets they or those hold.
+    Each is read twice and only what both reads saw is counted: a process
+    or socket seen in both existed all the time between them (pids and
+    inodes are not reused so soon), so the counts are what held at the
+    moment between the two reads, never more, although reading many
+    processes one after another takes a while, during which some end and
+    others start."""
+    def once():
+        kids = _children_now(parents)
+        return kids, _sockets_held([*parents, *kids], listeners)
+
+    (k1, s1), (k2, s2) = once(), once()
+    return len(k1 & k2), len(s1 & s2)
+
+
 def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
-    prog = script(tmp_path, "slow.sh", "sleep 1\necho served\n")
+    """S11: --max-conns 50 and 500 clients at once of an exec program that
+    sleeps, then answers: sampled every 20 ms, never more than 50
+    processes serve connections and never more than 50 connections are
+    accepted (the thread model's threads are not counted: one that has
+    reported its end still exits for a moment); all 500 are served, the
+    rest waiting in the backlog; no zombie a second after the last."""
+    prog = script(tmp_path, "slow.sh", "sleep 0.5\necho served\n")
     srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0",
                 "--max-conns", "50", "--drain", "1s")
-    most, stop = [0], threading.Event()
+    # prefork: the workers' children serve connections.
+    parents = workers(srv) if MODEL == "prefork" else [srv.pid]
+    listeners = {int(i) for i in socket_inodes(srv.pid)}
+    assert serving_now(parents, listeners) == (0, 0)
+    most, samples, stop = [0, 0], [0], threading.Event()
 
     def sampler():
         while not stop.is_set():
-            most[0] = max(most[0], len(conn_children(srv)))
-            time.sleep(0.02)
+            kids, conns = serving_now(parents, listeners)
+            most[0], most[1] = max(most[0], kids), max(most[1], conns)
+            samples[0] += 1
+            stop.wait(0.02)
 
     t = threading.Thread(target=sampler, daemon=True)
     t.start()
-    socks, done = [], {}
+    socks, done, nclients = [], {}, 500
+    t0 = time.monotonic()
     try:
-        for _ in range(200):
+        for _ in range(nclients):
             socks.append(connect(srv.addr()))
         with selectors.DefaultSelector() as sel:
             for i, s in enumerate(socks):
                 s.setblocking(False)
                 sel.register(s, selectors.EVENT_READ, [i, b""])
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 25 * SLOW
             while len(done) < len(socks) and time.monotonic() < deadline:
                 for key, _ in sel.select(0.5):
                     try:
@@ -171,11 +239,17 @@ def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
         t.join(5)
         for s in socks:
             s.close()
+    took = time.monotonic() - t0
     assert most[0] <= 50, f"{most[0]} children with --max-conns 50"
-    assert most[0] >= 40, f"at most {most[0]} children: the cap never bit"
+    assert most[1] <= 50, f"{most[1]} connections with --max-conns 50"
+    assert min(most) >= 40, (f"at most {most} children and connections: "
+                             "the cap never bit")
+    assert samples[0] >= took / 0.1, (
+        f"{samples[0]} samples in {took:.1f} s: not every 20 ms")
     bad = {i: r for i, r in done.items() if r != (b"served\n", "eof")}
-    assert len(done) == 200 and not bad, (
-        f"{200 - len(done)} clients unserved; wrong answers: {bad}")
+    assert len(done) == nclients and not bad, (
+        f"{nclients - len(done)} clients unserved in {took:.1f} s; wrong "
+        f"answers: {dict(list(bad.items())[:5])}")
     assert "max-conns-deferred" in srv.stderr()
     wait_no_children(srv, 10)
 
@@ -439,3 +513,4 @@ def test_write_timeout_closes_a_client_that_never_reads(serve):
         s.close()
     assert srv.running()
     assert_echoes(srv, 1)
+
