@@ -15,12 +15,14 @@ import time
 
 import pytest
 
-from conftest import run
+from conftest import need, netns_socket, run
 from test_tcp_server import (MODEL, SLOW, conn_children, conn_threads, connect,
                              exchange, live_conn_children, needs_ipv6,
-                             read_to_end, recv_exactly, rst_close, script,
-                             server_cpu_seconds, server_fd_count, server_pids,
-                             start, v4, wait_for, wait_no_children, workers)
+                             needs_root, read_to_end, recv_exactly, rst_close,
+                             script, server_cpu_seconds, server_fd_count,
+                             server_pids, start, v4, wait_for,
+                             wait_no_children, workers)
+from test_tcp_server import sockdir  # noqa: F401 (a fixture)
 
 
 def live_children(srv):
@@ -287,6 +289,53 @@ def test_per_source_limit(serve, tmp_path, endpoint):
             s.close()
 
 
+def test_per_source_counts_an_ipv6_64_as_one_source(serve, tmp_path, netns):
+    """--per-source 1 counts an IPv6 client by its /64: in a namespace of
+    its own, while fd00::2 holds a connection, fd00::3 (the same /64) is
+    closed at once with no child started, and fd01::3 (another /64) is
+    served."""
+    for addr in ("fd00::2/64", "fd00::3/64", "fd01::3/64"):
+        p = subprocess.run(["ip", "-n", netns, "addr", "add", addr, "dev",
+                            "lo", "nodad"], capture_output=True, timeout=10)
+        assert p.returncode == 0, p.stderr
+    prog = script(tmp_path, "hold.sh", "exec sleep 30\n")
+    srv = start(serve, f"exec:{prog}", "tcp://[::1]:0", "--per-source", "1",
+                "--drain", "500ms", netns=netns)
+
+    def client(src):
+        s = netns_socket(netns, socket.AF_INET6)
+        s.settimeout(5)
+        try:
+            s.bind((src, 0))
+            s.connect(("::1", srv.port()))
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    held = [client("fd00::2")]
+    try:
+        wait_for(lambda: len(live_children(srv)) == 1, 5,
+                 what="fd00::2's connection served")
+        with client("fd00::3") as same:
+            t0 = time.monotonic()
+            got, how = read_to_end(same, timeout=2)
+            took = time.monotonic() - t0
+        assert (got, how) == (b"", "eof"), "fd00::3 was served"
+        assert took < 0.1, f"refused after {took * 1000:.0f} ms"
+        time.sleep(0.1)
+        assert len(conn_children(srv)) == 1, "a child was started for it"
+        assert re.search(r"per-source-limit: \[fd00::3\]:\d+ \(1 so far\)",
+                         srv.stderr()), srv.stderr()
+        held.append(client("fd01::3"))
+        wait_for(lambda: len(live_children(srv)) == 2, 5,
+                 what="fd01::3's connection served")
+        assert read_to_end(held[1], timeout=0.3) == (b"", "timeout")
+    finally:
+        for s in held:
+            s.close()
+
+
 # ---------------------------------------------------------------------------
 # --allow / --deny
 # ---------------------------------------------------------------------------
@@ -315,6 +364,124 @@ def test_deny_then_allow(serve, endpoint):
             assert read_to_end(c, timeout=2) == (b"", "eof")
         srv.usr1()
         assert srv.served() == 1
+
+
+# A client run as another user: connects to a unix socket, half-closes,
+# reads to the end; prints how it ended, the time it took and what came.
+PEER_CLIENT = (
+    "import socket,sys,time\n"
+    "s=socket.socket(socket.AF_UNIX)\n"
+    "s.settimeout(3)\n"
+    "s.connect(sys.argv[1])\n"
+    "t0=time.monotonic()\n"
+    "s.shutdown(socket.SHUT_WR)\n"
+    "out,how=b'','eof'\n"
+    "try:\n"
+    "    while True:\n"
+    "        b=s.recv(4096)\n"
+    "        if not b: break\n"
+    "        out+=b\n"
+    "except socket.timeout: how='timeout'\n"
+    "except ConnectionResetError: how='reset'\n"
+    "print(how, round(time.monotonic()-t0, 3))\n"
+    "sys.stdout.write(out.decode(errors='replace'))\n")
+
+
+def unix_client_as(user, group, path):
+    """PEER_CLIENT run as USER:GROUP (setpriv): (how, seconds, output)."""
+    p = subprocess.run([need("setpriv"), "--reuid", user, "--regid", group,
+                        "--clear-groups", "/usr/bin/python3", "-c",
+                        PEER_CLIENT, path], capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    first, _, rest = p.stdout.decode().partition("\n")
+    how, took = first.split()
+    return how, float(took), rest
+
+
+@needs_root
+@pytest.mark.parametrize("rule", [["--allow", "uid:0"],
+                                  ["--deny", "uid:65534"],
+                                  ["--allow", "gid:0"]],
+                         ids=["allow-uid", "deny-uid", "allow-gid"])
+def test_unix_rules_by_peer_credentials(serve, sockdir, rule):
+    """On a unix:// listener the rules see the peer's SO_PEERCRED: a
+    client of the allowed uid (root) is served, one of another (nobody,
+    65534) gets nothing, is closed at once and costs no process: the
+    served counter counts root's connection only, and the refusal is
+    counted and logged as denied."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    path = os.path.join(sockdir, "cred.sock")
+    srv = start(serve, "exec:/usr/bin/env", f"unix://{path}", "--mode",
+                "666", *rule)
+    how, _, out = unix_client_as("root", "root", path)
+    assert how == "eof" and "UNIXREMOTEEUID=0\n" in out, (how, out)
+    how, took, out = unix_client_as(str(nobody.pw_uid),
+                                    str(nobody.pw_gid), path)
+    assert (how, out) == ("eof", ""), f"nobody was served: {how} {out!r}"
+    assert took < 0.5, f"nobody refused after {took:.2f} s"
+    assert conn_children(srv) == [], "a process was started for nobody"
+    srv.usr1()
+    assert srv.served() == 1, "a process was started for a denied peer"
+    assert stream_counters(srv)["denied"] == 1, srv.stderr()
+    assert re.search(r"denied: .*\(1 so far\)", srv.stderr()), srv.stderr()
+
+
+# ---------------------------------------------------------------------------
+# Counters
+# ---------------------------------------------------------------------------
+
+_STREAM_COUNTERS_RE = re.compile(
+    r"counters: connections: accepted=(\d+)((?: [a-z-]+=\d+)*)\s*$")
+REFUSE_NAMES = ("denied", "per-source-limit", "out-of-descriptors",
+                "cannot-start", "max-conns-deferred", "rate-deferred")
+
+
+def stream_counters(srv, which=-1):
+    """A 'counters: connections:' line of SRV's stderr (the last one by
+    default) as {'accepted': N, reason: N, ...}."""
+    found = [m for m in (_STREAM_COUNTERS_RE.search(line)
+                         for line in srv.stderr().splitlines()) if m]
+    if not found:
+        pytest.fail(f"no 'counters: connections:' line: {srv.stderr()!r}")
+    m = found[which]
+    out = {"accepted": int(m.group(1))}
+    out.update((k, int(v)) for k, v in
+               (kv.split("=") for kv in m.group(2).split()))
+    return out
+
+
+def test_counters_on_sigusr1_and_at_exit(serve, tmp_path):
+    """SIGUSR1, and the exit, log the stream counters: connections
+    accepted, refusals by reason (each reason named, counted once per
+    refusal), and per listener the connections served."""
+    prog = script(tmp_path, "hold.sh", "exec sleep 30\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "--per-source",
+                "1", "--deny", "127.0.0.3", "--drain", "500ms")
+    held = [connect(v4(srv))]
+    try:
+        wait_for(lambda: len(live_children(srv)) == 1, 5,
+                 what="the first connection served")
+        for src in ("127.0.0.1", "127.0.0.3", "127.0.0.3"):
+            with connect(v4(srv), src=src) as c:
+                assert read_to_end(c, timeout=2) == (b"", "eof"), src
+        held.append(connect(v4(srv), src="127.0.0.2"))
+        wait_for(lambda: len(live_children(srv)) == 2, 5,
+                 what="127.0.0.2's connection served")
+        srv.usr1()
+        want = dict.fromkeys(REFUSE_NAMES, 0)
+        want.update({"accepted": 2, "denied": 2, "per-source-limit": 1})
+        assert stream_counters(srv) == want, srv.stderr()
+        assert srv.served() == 2
+    finally:
+        for s in held:
+            s.close()
+    lines = len(srv.stderr().splitlines())
+    assert srv.stop(timeout=5) == 0
+    tail = "\n".join(srv.stderr().splitlines()[lines:])
+    assert "counters: connections:" in tail, f"no counters at exit: {tail}"
+    assert stream_counters(srv) == want, tail
+    assert srv.served() == 2
 
 
 def test_bad_rule_exits_2_with_one_line(duplex):
