@@ -492,6 +492,12 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
 	if (end == DX_END_NONE)
 		end = maybe_shutdown(c, dx_now_ms());
 	while (end == DX_END_NONE) {
+		/* A spliced stream waits in poll(2), under the connection's
+		 * deadlines: a blocking splice(2) into the socket waits the
+		 * send timeout once per partial send, so a peer that never
+		 * reads would be held several write timeouts long. */
+		if (blocking && (c->flags & DX_CONN_SPLICE))
+			blocking = dx__set_nonblock(c->fd, 1) != 0;
 		ev = dx__conn_events(c);
 		/* Only waiting for input: let read(2) itself wait, up to the
 		 * idle limit. A drain after our FIN keeps its own deadline. */

@@ -681,3 +681,51 @@ def test_write_timeout_closes_a_client_that_never_reads(serve):
     assert srv.running()
     assert_echoes(srv, 1)
 
+
+def tcp_state(s):
+    """The kernel's TCP state of socket S (1 is ESTABLISHED)."""
+    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
+    """S17: an echo client that sends without end and never reads: the
+    server's output waits, it stops reading (the client's sends block),
+    and --write-timeout 1s closes the connection within the timeout and
+    a second of slack from then, logged as write-timeout, while the
+    server keeps serving."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--write-timeout", "1s",
+                "-v")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = b"w" * 65536
+    try:
+        s.settimeout(5)
+        s.connect(srv.addr())
+        s.setblocking(False)
+        t0 = time.monotonic()
+        blocked = closed = None
+        while closed is None and time.monotonic() - t0 < 10:
+            try:
+                s.send(chunk)
+            except BlockingIOError:
+                if blocked is None:
+                    blocked = time.monotonic()
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic()
+            if closed is None and tcp_state(s) != 1:
+                closed = time.monotonic()
+        assert blocked is not None, "the server never stopped reading"
+        assert closed is not None, "the connection outlived 10 s"
+        assert closed - t0 >= 0.9, (
+            f"closed {closed - t0:.2f} s after connecting, before 1 s")
+        assert closed - blocked <= 1.0 + 1.0 * SLOW, (
+            f"closed {closed - blocked:.2f} s after the server stopped "
+            "reading")
+    finally:
+        s.close()
+    wait_for(lambda: "ended: write-timeout" in srv.stderr(), 2,
+             what="the end logged as write-timeout")
+    assert srv.running()
+    assert_echoes(srv)
+
