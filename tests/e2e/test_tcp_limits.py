@@ -18,9 +18,9 @@ import pytest
 from conftest import need, netns_socket, run
 from test_tcp_server import (MODEL, SLOW, conn_children, conn_threads, connect,
                              exchange, live_conn_children, needs_ipv6,
-                             needs_root, read_to_end, recv_exactly, rst_close,
-                             script, server_cpu_seconds, server_fd_count,
-                             server_pids, start, v4, wait_for,
+                             needs_root, proc_stat, read_to_end, recv_exactly,
+                             rst_close, script, server_cpu_seconds,
+                             server_fd_count, server_pids, start, v4, wait_for,
                              wait_no_children, workers)
 from test_tcp_server import sockdir  # noqa: F401 (a fixture)
 
@@ -728,4 +728,46 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
              what="the end logged as write-timeout")
     assert srv.running()
     assert_echoes(srv)
+
+
+def process_group(pgid):
+    """The live (not zombie) processes whose process group is PGID."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(d)
+            if st is not None and st[0] != "Z" and int(st[2]) == pgid:
+                out.append(int(d))
+    return out
+
+
+def test_lifetime_ends_the_programs_whole_group(serve, tmp_path):
+    """S36: an exec program `sh -c 'sleep 600 & sleep 600'` with
+    --lifetime 2s: the connection ends at 2 s and at 4 s nothing of its
+    process group is left, the background sleep included."""
+    prog = script(tmp_path, "bg.sh",
+                  "read -r _ _ _ _ pgid _ < /proc/$$/stat\n"
+                  "echo \"$pgid\"\n"
+                  "exec sh -c 'sleep 600 & sleep 600'\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "--lifetime",
+                "2s", "--drain", "1s")
+    with connect(srv.addr()) as s:
+        t0 = time.monotonic()
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(100)
+            assert chunk, f"the program ended early: {line!r}"
+            line += chunk
+        pgid = int(line)
+        wait_for(lambda: len(process_group(pgid)) >= 3, 2,
+                 what="sh and both sleeps in the program's group")
+        got, how = read_to_end(s, timeout=4)
+        ended = time.monotonic() - t0
+    assert got == b"" and how in ("eof", "reset"), (got, how)
+    assert 1.8 <= ended <= 3.0, f"--lifetime 2s ended it after {ended:.2f} s"
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - t0)))
+    left = process_group(pgid)
+    assert left == [], f"left of group {pgid} at 4 s: " + ", ".join(
+        f"{p} {proc_stat(p)}" for p in left)
+    assert srv.running()
 
