@@ -33,7 +33,8 @@
 #define SHARED_LOOK_MS 10
 /* How far over its share of the connections a reactor may go. */
 #define BALANCE_SLACK 2
-/* Out of descriptors with none to shed with: look again after this. */
+/* Out of descriptors with none to shed with, or of memory: look again
+ * after this. */
 #define SHED_RETRY_MS 100
 
 extern const struct dx_model dx__model_fork;
@@ -77,6 +78,7 @@ static const char *const refuse_names[DX_REFUSE_COUNT] = {
         [DX_REFUSE_FORK] = "cannot-start",
         [DX_DEFER_MAX_CONNS] = "max-conns-deferred",
         [DX_DEFER_RATE] = "rate-deferred",
+        [DX_DEFER_MEMORY] = "memory-deferred",
 };
 
 const char *
@@ -386,6 +388,21 @@ shed(struct dx_server *srv, struct dx_listener *l)
 }
 
 /*
+ * No memory for a new socket (ENOBUFS, ENOMEM): the kernel fails accept()
+ * before it takes the client off the queue, and closing a client would
+ * free no memory, so none is shed: accepting pauses for a moment (the
+ * listener stays readable, and watching it would spin), and the client
+ * waits in the backlog.
+ */
+static void
+defer_short_of_memory(struct dx_server *srv)
+{
+	refuse(srv, DX_DEFER_MEMORY, NULL);
+	srv->resume_ms = dx_now_ms() + SHED_RETRY_MS;
+	set_paused(srv, 1);
+}
+
+/*
  * Rules and per-source limit; returns 1 and counts the source if in.
  * RESERVED: reserve_place() took a place, which this gives back (counted
  * again when admitted: the total is one over for a moment, never under).
@@ -451,9 +468,12 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 		}
 		if (fd == -EAGAIN)
 			return;
-		if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS ||
-		    fd == -ENOMEM) {
+		if (fd == -EMFILE || fd == -ENFILE) {
 			shed(srv, l);
+			return;
+		}
+		if (fd == -ENOBUFS || fd == -ENOMEM) {
+			defer_short_of_memory(srv);
 			return;
 		}
 		if (fd < 0) /* ECONNABORTED, EPROTO, EPERM, network errors */

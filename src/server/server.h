@@ -103,6 +103,7 @@ enum dx_refuse {
 	DX_REFUSE_FORK,       /* the model could not start a unit */
 	DX_DEFER_MAX_CONNS,   /* --max-conns reached: accepting paused */
 	DX_DEFER_RATE,        /* --rate bucket empty: accepting paused */
+	DX_DEFER_MEMORY,      /* no memory for a socket: accepting paused */
 	DX_REFUSE_COUNT
 };
 const char *dx__refuse_name(enum dx_refuse r);
