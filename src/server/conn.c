@@ -108,7 +108,7 @@ void
 dx_conn_commit(struct dx_conn *c, size_t len)
 {
 	if (len > 0 && c->out_off == c->out_len)
-		c->wrote_ms = dx_now_ms();
+		c->wrote_ms = c->now_ms; /* output starts waiting on the peer */
 	c->out_len += (uint32_t)len;
 }
 
@@ -136,7 +136,7 @@ dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
 	c->pipe[0] = c->pipe[1] = -1;
 	c->conf = conf;
 	c->pool = pool;
-	c->started_ms = c->active_ms = c->wrote_ms = now;
+	c->started_ms = c->active_ms = c->wrote_ms = c->now_ms = now;
 }
 
 /* Maps a handler's return value to the connection's state. */
@@ -155,7 +155,7 @@ dx__conn_open(struct dx_conn *c, int64_t now)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
 
-	c->active_ms = now;
+	c->active_ms = c->now_ms = now;
 	return ops->open ? handled(c, ops->open(c)) : DX_END_NONE;
 }
 
@@ -237,9 +237,22 @@ dx__conn_events(const struct dx_conn *c)
 	return ev;
 }
 
+/*
+ * The clock after a system call that may have waited: a blocking model's
+ * socket waits in read and send themselves (dx__conn_run), so the time
+ * taken before the call is stale once it returns. Event models never
+ * wait in them and keep the one reading their loop took.
+ */
+static void
+clock_after_io(struct dx_conn *c)
+{
+	if (c->flags & DX_CONN_BLOCKING)
+		c->now_ms = dx_now_ms();
+}
+
 /* Sends queued output; frees the buffer once it is empty. */
 static int
-flush(struct dx_conn *c, int64_t now)
+flush(struct dx_conn *c)
 {
 	ssize_t n;
 
@@ -251,7 +264,8 @@ flush(struct dx_conn *c, int64_t now)
 		if (n < 0)
 			return DX_END_PEER;
 		c->out_off += (uint32_t)n;
-		c->active_ms = c->wrote_ms = now;
+		clock_after_io(c);
+		c->active_ms = c->wrote_ms = c->now_ms;
 	}
 	if (c->out != NULL) {
 		dx__pool_put(c->pool, c->out);
@@ -266,7 +280,8 @@ flush(struct dx_conn *c, int64_t now)
 		if (n <= 0)
 			return DX_END_PEER;
 		c->piped -= (uint32_t)n;
-		c->active_ms = c->wrote_ms = now;
+		clock_after_io(c);
+		c->active_ms = c->wrote_ms = c->now_ms;
 	}
 	c->flags &= ~DX_CONN_PIPE_FULL;
 	return DX_END_NONE;
@@ -274,16 +289,16 @@ flush(struct dx_conn *c, int64_t now)
 
 /* Output side: send, let the service produce more, send again. */
 static int
-on_writable(struct dx_conn *c, int64_t now)
+on_writable(struct dx_conn *c)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
-	int end = flush(c, now);
+	int end = flush(c);
 
 	if (end == DX_END_NONE && (c->flags & DX_CONN_WANT_WRITE) &&
 	    !(c->flags & DX_CONN_DONE) && dx_conn_space(c) > 0) {
 		end = handled(c, ops->writable(c));
 		if (end == DX_END_NONE)
-			end = flush(c, now);
+			end = flush(c);
 	}
 	return end;
 }
@@ -293,11 +308,12 @@ on_writable(struct dx_conn *c, int64_t now)
  * be sent as it is. Only its end of file reaches the service.
  */
 static int
-splice_in(struct dx_conn *c, uint8_t *scratch, int64_t now)
+splice_in(struct dx_conn *c, uint8_t *scratch)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
 	ssize_t n = dx__splice(c->fd, c->pipe[1], input_room(c));
 
+	clock_after_io(c);
 	if (n == -EAGAIN) {
 		/* A pipe holds so many buffers, not bytes: with some in it,
 		 * it may be full short of its size. Take no more until it
@@ -308,20 +324,20 @@ splice_in(struct dx_conn *c, uint8_t *scratch, int64_t now)
 	}
 	if (n < 0)
 		return DX_END_PEER;
-	c->active_ms = now;
+	c->active_ms = c->now_ms;
 	if (n == 0) {
 		c->flags |= DX_CONN_EOF_IN;
 		return handled(c, ops->input(c, scratch, 0));
 	}
-	if (c->piped == 0)
-		c->wrote_ms = now; /* output starts waiting on the peer */
+	if (c->piped == 0) /* output starts waiting on the peer */
+		c->wrote_ms = c->now_ms;
 	c->piped += (uint32_t)n;
 	return DX_END_NONE;
 }
 
 /* Input side: one read, handed to the service or, once draining, dropped. */
 static int
-on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
+on_readable(struct dx_conn *c, uint8_t *scratch, size_t len)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
 	size_t room = dx_conn_space(c);
@@ -332,20 +348,21 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 	             !(c->flags & DX_CONN_SHUT_WR);
 
 	if (mirror && (c->flags & DX_CONN_SPLICE))
-		return splice_in(c, scratch, now);
+		return splice_in(c, scratch);
 	if (!(c->flags & DX_CONN_SHUT_WR) && room < len)
 		len = room;
 	/* A mirror's input is its output: read it where it is sent from. */
 	if (mirror && len > 0 && (into = dx_conn_reserve(c, &room)) == NULL)
 		return DX_END_ERROR;
 	n = dx_read(c->fd, into, len);
+	clock_after_io(c);
 	if (n == -EAGAIN)
 		return DX_END_NONE;
 	if (c->flags & DX_CONN_SHUT_WR)
 		return n > 0 ? DX_END_NONE : DX_END_DONE;
 	if (n < 0)
 		return DX_END_PEER;
-	c->active_ms = now;
+	c->active_ms = c->now_ms;
 	if (n == 0) {
 		c->flags |= DX_CONN_EOF_IN;
 	} else if (mirror) {
@@ -359,7 +376,7 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len, int64_t now)
 
 /* Half-closes once the service is done and everything is sent. */
 static int
-maybe_shutdown(struct dx_conn *c, int64_t now)
+maybe_shutdown(struct dx_conn *c)
 {
 	if ((c->flags & DX_CONN_EOF_IN) && !pending(c) &&
 	    !(c->flags & DX_CONN_WANT_WRITE))
@@ -371,7 +388,7 @@ maybe_shutdown(struct dx_conn *c, int64_t now)
 		return DX_END_PEER;
 	dx_trace("shutdown(%d, SHUT_WR) = 0", c->fd);
 	c->flags |= DX_CONN_SHUT_WR;
-	c->drain_ms = now;
+	c->drain_ms = c->now_ms;
 	/* The peer already sent its end of file: nothing left to drain. */
 	return (c->flags & DX_CONN_EOF_IN) ? DX_END_DONE : DX_END_NONE;
 }
@@ -379,9 +396,10 @@ maybe_shutdown(struct dx_conn *c, int64_t now)
 int
 dx__conn_end_output(struct dx_conn *c, int64_t now)
 {
+	c->now_ms = now;
 	c->flags |= DX_CONN_DONE;
 	c->flags &= ~DX_CONN_WANT_WRITE;
-	return maybe_shutdown(c, now);
+	return maybe_shutdown(c);
 }
 
 int
@@ -390,14 +408,15 @@ dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch, size_t len,
 {
 	int end = DX_END_NONE;
 
+	c->now_ms = now;
 	if (revents & (POLLOUT | POLLERR | POLLHUP))
-		end = on_writable(c, now);
+		end = on_writable(c);
 	if (end == DX_END_NONE && (revents & (POLLIN | POLLERR | POLLHUP)) &&
 	    (dx__conn_events(c) & POLLIN))
-		end = on_readable(c, scratch, len, now);
+		end = on_readable(c, scratch, len);
 	if (end == DX_END_NONE)
-		end = on_writable(c, now);
-	return end == DX_END_NONE ? maybe_shutdown(c, now) : end;
+		end = on_writable(c);
+	return end == DX_END_NONE ? maybe_shutdown(c) : end;
 }
 
 static int64_t
@@ -486,26 +505,31 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
              uint8_t *scratch, size_t len)
 {
 	int end = dx__conn_open(c, dx_now_ms()), rc;
-	int blocking = block_in_io(c->fd, lim);
 	short ev;
 
+	if (block_in_io(c->fd, lim))
+		c->flags |= DX_CONN_BLOCKING;
 	if (end == DX_END_NONE)
-		end = maybe_shutdown(c, dx_now_ms());
+		end = maybe_shutdown(c);
 	while (end == DX_END_NONE) {
 		/* A spliced stream waits in poll(2), under the connection's
 		 * deadlines: a blocking splice(2) into the socket waits the
 		 * send timeout once per partial send, so a peer that never
 		 * reads would be held several write timeouts long. */
-		if (blocking && (c->flags & DX_CONN_SPLICE))
-			blocking = dx__set_nonblock(c->fd, 1) != 0;
+		if ((c->flags & DX_CONN_BLOCKING) &&
+		    (c->flags & DX_CONN_SPLICE) &&
+		    dx__set_nonblock(c->fd, 1) == 0)
+			c->flags &= ~DX_CONN_BLOCKING;
 		ev = dx__conn_events(c);
 		/* Only waiting for input: let read(2) itself wait, up to the
-		 * idle limit. A drain after our FIN keeps its own deadline. */
-		if (blocking && ev == POLLIN && !(c->flags & DX_CONN_SHUT_WR)) {
+		 * idle limit. A drain after our FIN keeps its own deadline.
+		 * The clock is read once the read returns (clock_after_io). */
+		if ((c->flags & DX_CONN_BLOCKING) && ev == POLLIN &&
+		    !(c->flags & DX_CONN_SHUT_WR)) {
 			end = dx__conn_ready(c, POLLIN, scratch, len,
-			                     dx_now_ms());
+			                     c->now_ms);
 			if (end == DX_END_NONE)
-				end = dx__conn_expired(c, lim, dx_now_ms());
+				end = dx__conn_expired(c, lim, c->now_ms);
 			continue;
 		}
 		rc = dx_wait(c->fd, ev, dx__conn_deadline(c, lim));

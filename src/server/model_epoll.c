@@ -240,7 +240,7 @@ epoll_event(struct dx_server *srv, uint64_t tag, uint32_t events)
 	if (!s->used || s->pidfd >= 0)
 		return;
 	end = dx__conn_ready(&s->c, (short)events, st->scratch,
-	                     sizeof(st->scratch), dx_now_ms());
+	                     sizeof(st->scratch), srv->now_ms);
 	if (end == DX_END_NONE && update_events(srv, s) < 0)
 		end = DX_END_ERROR;
 	if (end != DX_END_NONE)

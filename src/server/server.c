@@ -378,6 +378,9 @@ dx__server_run(struct dx_server *srv)
 		                   next);
 		if (n < 0)
 			err = n;
+		/* One clock reading for the batch: handlers don't wait. */
+		if (n > 0)
+			srv->now_ms = dx_now_ms();
 		for (int i = 0; i < n && err == 0; i++)
 			err = dispatch(srv, evs[i].data.u64, evs[i].events);
 	}

@@ -186,6 +186,7 @@ struct dx_server {
 	uint32_t per_source;   /* 0: no limit */
 	double rate;           /* new connections per second; 0: none */
 	int64_t resume_ms;     /* when the bucket lets us accept again */
+	int64_t now_ms;        /* the clock when the loop last woke */
 	int64_t drain_ms;      /* after SIGTERM, time for connections */
 	int64_t stop_deadline; /* when draining ends them */
 	int stop_signal;       /* the last signal sent to end them */

@@ -96,6 +96,7 @@ struct dx_conn {
 	const struct dx_service_conf *conf;
 	struct dx_bufpool *pool;
 	int64_t started_ms, active_ms, wrote_ms, drain_ms;
+	int64_t now_ms; /* the time of the event being handled */
 	int pipe[2];    /* a mirror's bulk stream: read end, write end */
 	uint32_t piped; /* bytes in the pipe, sent before anything else */
 	uint32_t pipe_cap;
@@ -109,6 +110,7 @@ struct dx_conn {
 #define DX_CONN_SHUT_WR    0x08u /* we sent our FIN; draining input */
 #define DX_CONN_SPLICE     0x10u /* a mirror's input goes through pipe[] */
 #define DX_CONN_PIPE_FULL  0x20u /* the pipe took no more: wait till empty */
+#define DX_CONN_BLOCKING   0x40u /* read and send wait (blocking models) */
 
 /* Returned by a stream handler: go on, or output is complete. */
 #define DX_STREAM_MORE 0
