@@ -35,7 +35,7 @@ static const char usage[] =
         "services: echo discard chargen qotd daytime time 'exec:PROGRAM ARGS'\n"
         "\n"
         "concurrent server options:\n"
-        "  --model NAME              fork (default), prefork, thread, epoll "
+        "  --model NAME              epoll (default), fork, prefork, thread "
         "or\n"
         "                            uring (docs/models.md)\n"
         "  --workers N               prefork's worker processes, epoll's\n"
