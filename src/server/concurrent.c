@@ -87,6 +87,16 @@ dx__refuse_name(enum dx_refuse r)
 	return r < DX_REFUSE_COUNT ? refuse_names[r] : "unknown";
 }
 
+void
+dx__serve_elsewhere(struct dx_server *srv, struct dx_listener *l, int fd,
+                    const struct dx_addr *peer)
+{
+	(void)srv;
+	(void)l;
+	(void)peer;
+	dx_close(fd);
+}
+
 size_t
 dx__loop_count(const struct dx_server *srv, size_t max)
 {
@@ -183,24 +193,6 @@ set_paused(struct dx_server *srv, int paused)
 }
 
 /*
- * Takes the shared table's lock, if it has one; a worker that died
- * holding it left the table consistent (see sources.c).
- */
-static void
-lock_table(struct dx_sources *s)
-{
-	if (s->lock != NULL && pthread_mutex_lock(s->lock) == EOWNERDEAD)
-		pthread_mutex_consistent(s->lock);
-}
-
-static void
-unlock_table(struct dx_sources *s)
-{
-	if (s->lock != NULL)
-		pthread_mutex_unlock(s->lock);
-}
-
-/*
  * Refills the rate bucket; returns 1 when a token could be taken. The
  * bucket is the table's, so every loop and worker draws from one.
  */
@@ -212,7 +204,7 @@ take_rate_token(struct dx_server *srv, int64_t now)
 
 	if (srv->rate <= 0)
 		return 1;
-	lock_table(b);
+	dx__sources_lock(b);
 	if (b->rate_ms == 0)
 		b->rate_tokens = srv->rate;
 	else
@@ -225,7 +217,7 @@ take_rate_token(struct dx_server *srv, int64_t now)
 		b->rate_tokens -= 1.0;
 		taken = 1;
 	}
-	unlock_table(b);
+	dx__sources_unlock(b);
 	return taken;
 }
 
@@ -237,11 +229,11 @@ give_back_token(struct dx_server *srv)
 
 	if (srv->rate <= 0)
 		return;
-	lock_table(b);
+	dx__sources_lock(b);
 	b->rate_tokens += 1.0;
 	if (b->rate_tokens > srv->rate)
 		b->rate_tokens = srv->rate;
-	unlock_table(b);
+	dx__sources_unlock(b);
 }
 
 /*
@@ -266,13 +258,13 @@ reserve_place(struct dx_server *srv)
 
 	if (!srv->max_conns || s->lock == NULL)
 		return 0;
-	lock_table(s);
+	dx__sources_lock(s);
 	if (s->total >= srv->max_conns ||
 	    (srv->ledger != NULL && dx__sources_add(s, reserved_key) < 0))
 		rc = -1;
 	else
 		s->total++;
-	unlock_table(s);
+	dx__sources_unlock(s);
 	if (rc > 0 && srv->ledger != NULL)
 		dx__sources_add(srv->ledger, reserved_key);
 	return rc;
@@ -281,12 +273,12 @@ reserve_place(struct dx_server *srv)
 static void
 release_place(struct dx_server *srv)
 {
-	lock_table(srv->src);
+	dx__sources_lock(srv->src);
 	if (srv->src->total > 0)
 		srv->src->total--;
 	if (srv->ledger != NULL)
 		dx__sources_remove(srv->src, reserved_key);
-	unlock_table(srv->src);
+	dx__sources_unlock(srv->src);
 	if (srv->ledger != NULL)
 		dx__sources_remove(srv->ledger, reserved_key);
 }
@@ -563,9 +555,9 @@ dx__stream_source_count(struct dx_server *srv, const uint8_t key[16])
 {
 	uint32_t n;
 
-	lock_table(srv->src);
+	dx__sources_lock(srv->src);
 	n = dx__sources_count(srv->src, key);
-	unlock_table(srv->src);
+	dx__sources_unlock(srv->src);
 	return n;
 }
 

@@ -246,8 +246,7 @@ prefork_start(struct dx_server *srv)
 static void
 settle_ledger(struct dx_sources *global, struct dx_sources *ledger)
 {
-	if (pthread_mutex_lock(global->lock) == EOWNERDEAD)
-		pthread_mutex_consistent(global->lock);
+	dx__sources_lock(global);
 	for (size_t k = 0; k < ledger->cap; k++) {
 		struct dx_source_slot *s = &ledger->slots[k];
 		if (s->count == 0)
@@ -257,7 +256,7 @@ settle_ledger(struct dx_sources *global, struct dx_sources *ledger)
 		        s->count < global->total ? s->count : global->total;
 		s->count = 0;
 	}
-	pthread_mutex_unlock(global->lock);
+	dx__sources_unlock(global);
 }
 
 /* Worker I has ended: what it counted stays counted, its slot is freed. */
@@ -389,17 +388,6 @@ prefork_stop(struct dx_server *srv)
 	prefork_terminate(srv, SIGTERM);
 }
 
-/* The master never accepts; this is only here to satisfy the contract. */
-static void
-prefork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
-              const struct dx_addr *peer)
-{
-	(void)srv;
-	(void)l;
-	(void)peer;
-	dx_close(fd);
-}
-
 static void
 prefork_free(struct dx_server *srv)
 {
@@ -417,7 +405,7 @@ prefork_free(struct dx_server *srv)
 const struct dx_model dx__model_prefork = {
         .name = "prefork",
         .start = prefork_start,
-        .serve = prefork_serve,
+        .serve = dx__serve_elsewhere,
         .child_exited = prefork_child_exited,
         .tick = prefork_tick,
         .active = prefork_active,

@@ -74,7 +74,6 @@ struct reactors_state {
 	uint64_t done_accepted, done_served[DX_MAX_LISTENERS];
 };
 
-
 static int
 is_ip_stream(const struct dx_listener *l)
 {
@@ -385,17 +384,6 @@ reactors_terminate(struct dx_server *srv, int sig)
 	(void)sig;
 }
 
-/* The main thread never accepts; this only satisfies the contract. */
-static void
-reactors_serve(struct dx_server *srv, struct dx_listener *l, int fd,
-               const struct dx_addr *peer)
-{
-	(void)srv;
-	(void)l;
-	(void)peer;
-	dx_close(fd);
-}
-
 /*
  * The counters (SIGUSR1, exit): the stream listeners' served and the
  * accepted count are the reactors', those joined and those running.
@@ -460,7 +448,7 @@ reactors_free(struct dx_server *srv)
 const struct dx_model dx__model_reactors = {
         .name = "epoll",
         .start = reactors_start,
-        .serve = reactors_serve,
+        .serve = dx__serve_elsewhere,
         .event = reactors_event,
         .active = reactors_active,
         .stop = reactors_stop,

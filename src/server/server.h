@@ -146,6 +146,14 @@ void dx__sources_sub(struct dx_sources *s, const uint8_t key[16], uint32_t n);
 void dx__sources_remove(struct dx_sources *s, const uint8_t key[16]);
 uint32_t dx__sources_count(const struct dx_sources *s, const uint8_t key[16]);
 
+/*
+ * Takes S's lock, if it has one (a no-op for a table one loop owns), and
+ * gives it back. A worker that died holding it left it "owner died": the
+ * table is still consistent (every update is a single count change made
+ * before the unlock), so it is marked so and taken.
+ */
+void dx__sources_lock(struct dx_sources *s);
+void dx__sources_unlock(struct dx_sources *s);
 /* What dx__sources_admit() decided. */
 enum { DX_ADMIT_OK, DX_ADMIT_PER_SOURCE, DX_ADMIT_MAX };
 /*
@@ -253,6 +261,13 @@ int dx__stream_open(struct dx_server *srv);
  * -c 1, one), at least 1 and at most MAX.
  */
 size_t dx__loop_count(const struct dx_server *srv, size_t max);
+/*
+ * The serve hook of a model whose main loop never accepts (prefork's
+ * master, the reactors' main thread: their workers or reactors do). It is
+ * never called; were it, it would close FD rather than leak it.
+ */
+void dx__serve_elsewhere(struct dx_server *srv, struct dx_listener *l, int fd,
+                         const struct dx_addr *peer);
 /* The epoll events a stream listener is watched with. */
 uint32_t dx__listener_events(const struct dx_server *srv);
 /* Accepts and admits what waits on L, handing each to the model. */

@@ -10,20 +10,16 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/*
- * Takes the table's lock, if it has one. A worker that died holding it
- * leaves it "owner died": the table is still consistent (every update is
- * a single count change made before the unlock), so it is marked so.
- */
-static void
-lock(struct dx_sources *s)
+/* See server.h: a worker that died holding the lock left it consistent. */
+void
+dx__sources_lock(struct dx_sources *s)
 {
 	if (s->lock != NULL && pthread_mutex_lock(s->lock) == EOWNERDEAD)
 		pthread_mutex_consistent(s->lock);
 }
 
-static void
-unlock(struct dx_sources *s)
+void
+dx__sources_unlock(struct dx_sources *s)
 {
 	if (s->lock != NULL)
 		pthread_mutex_unlock(s->lock);
@@ -147,7 +143,7 @@ dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
 {
 	int rc = DX_ADMIT_OK;
 
-	lock(s);
+	dx__sources_lock(s);
 	if (max_total && s->total >= max_total)
 		rc = DX_ADMIT_MAX;
 	else if ((per_source && dx__sources_count(s, key) >= per_source) ||
@@ -155,16 +151,16 @@ dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
 		rc = DX_ADMIT_PER_SOURCE;
 	else
 		s->total++;
-	unlock(s);
+	dx__sources_unlock(s);
 	return rc;
 }
 
 void
 dx__sources_release(struct dx_sources *s, const uint8_t key[16])
 {
-	lock(s);
+	dx__sources_lock(s);
 	dx__sources_remove(s, key);
 	if (s->total > 0)
 		s->total--;
-	unlock(s);
+	dx__sources_unlock(s);
 }
