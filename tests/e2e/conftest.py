@@ -2,6 +2,7 @@
 """Shared fixtures for the end-to-end tests: they drive the real duplex
 binary (path in $DUPLEX, default build/duplex), bind port 0 and read the
 bound port back, and bound every wait. Processes are ended by their pid."""
+import hashlib
 import itertools
 import os
 import pathlib
@@ -543,10 +544,9 @@ def thread_ids(pid):
         return []
 
 
-def accept_queue(port):
-    """How many connections wait in the accept queue of the TCP listener
-    on PORT (IPv4 or IPv6): its rx_queue in /proc/net/tcp, which for a
-    listening socket is the accept backlog. None when nothing listens."""
+def listening_row(port):
+    """The columns of /proc/net/tcp (or tcp6) for the TCP socket listening
+    on PORT, or None when nothing listens there."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -556,5 +556,45 @@ def accept_queue(port):
         for row in rows:
             col = row.split()
             if int(col[1].rsplit(":", 1)[1], 16) == port and col[3] == "0A":
-                return int(col[4].split(":")[1], 16)
+                return col
     return None
+
+
+def accept_queue(port):
+    """How many connections wait in the accept queue of the TCP listener
+    on PORT (IPv4 or IPv6): its rx_queue in /proc/net/tcp, which for a
+    listening socket is the accept backlog. None when nothing listens."""
+    col = listening_row(port)
+    return None if col is None else int(col[4].split(":")[1], 16)
+
+
+def echo_held_back(s, data, while_held=None, settle=1.0):
+    """A peer of an echo server that sends DATA on S and reads nothing:
+    after SETTLE s, less than half of DATA may have got through (TCP holds
+    the sender back, not server memory); WHILE_HELD() is called then;
+    finally everything is read back and must be DATA, byte for byte."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    sent = [0]
+
+    def send():
+        try:
+            for off in range(0, len(data), 65536):
+                sent[0] += s.send(data[off:off + 65536])
+        except OSError:
+            pass
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    time.sleep(settle)
+    # What TCP buffers both ways (tcp_rmem allows a receive buffer of up
+    # to 32 MiB here), not what the server holds.
+    assert sent[0] < len(data) // 2, f"{sent[0]} bytes went unread"
+    if while_held is not None:
+        while_held()
+    h, got = hashlib.sha256(), 0
+    while got < len(data):
+        b = s.recv(1 << 20)
+        assert b, f"end of file after {got} bytes"
+        h.update(b)
+        got += len(b)
+    t.join(timeout=30)
+    assert h.digest() == hashlib.sha256(data).digest()

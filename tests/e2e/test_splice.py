@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from conftest import echo_held_back
 from test_tcp_server import connect, start, v4
 
 MODELS = ["fork", "thread", "epoll", "prefork", "uring"]
@@ -84,31 +85,12 @@ def test_spliced_echo_to_a_peer_that_stops_reading_is_held_back(serve,
     back intact."""
     srv = start(serve, "--model", model, "echo", "tcp://127.0.0.1:0")
     data = random.Random(3).randbytes(64 << 20)
-    with connect(v4(srv), timeout=60) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        sent = [0]
 
-        def send():
-            try:
-                for off in range(0, len(data), 65536):
-                    sent[0] += s.send(data[off:off + 65536])
-            except OSError:
-                pass
-        t = threading.Thread(target=send, daemon=True)
-        t.start()
-        time.sleep(1.0)
-        stalled = sent[0]
-        assert stalled < len(data) // 2, f"{stalled} bytes went unread"
+    def small():
         rss = sum(rss_kib(p) for p in tree_of(srv.pid))
         assert rss < 64 * 1024, f"server tree holds {rss} KiB"
-        h, got = hashlib.sha256(), 0
-        while got < len(data):
-            b = s.recv(1 << 20)
-            assert b, f"end of file after {got} bytes"
-            h.update(b)
-            got += len(b)
-        t.join(timeout=30)
-    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    with connect(v4(srv), timeout=60) as s:
+        echo_held_back(s, data, small)
 
 
 def tree_of(pid):

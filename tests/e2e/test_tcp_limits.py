@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import need, netns_socket, run
+from conftest import listening_row, need, netns_socket, run
 from test_tcp_server import (MODEL, SLOW, children, conn_children,
                              conn_threads, connect, exchange,
                              live_conn_children, needs_ipv6, needs_root,
@@ -39,17 +39,10 @@ def live_children(srv):
 
 def listener_inode(port):
     """The inode of the TCP socket listening on PORT (IPv4 or IPv6)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            col = row.split()
-            if int(col[1].rsplit(":", 1)[1], 16) == port and col[3] == "0A":
-                return col[9]
-    pytest.fail(f"no listening socket on port {port}")
+    col = listening_row(port)
+    if col is None:
+        pytest.fail(f"no listening socket on port {port}")
+    return col[9]
 
 
 def socket_inodes(pid):
