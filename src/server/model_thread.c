@@ -52,9 +52,26 @@ thread_start(struct dx_server *srv)
 	if (st == NULL)
 		return -ENOMEM;
 	srv->model_state = st;
+	int size;
+
 	st->cap = srv->max_conns ? srv->max_conns : 4096;
+	if (pipe2(st->done, O_CLOEXEC | O_NONBLOCK) < 0)
+		return dx__neg_errno();
+	/* Room for every thread's report at once (a report may not be
+	 * dropped): a default pipe holds 8,192; past the system's pipe size
+	 * limit, the pipe's room bounds the threads instead. */
+	size = fcntl(st->done[1], F_SETPIPE_SZ,
+	             (int)(st->cap * sizeof(uint32_t[2])));
+	if (size < 0)
+		size = fcntl(st->done[1], F_GETPIPE_SZ);
+	if (size > 0 && (size_t)size / sizeof(uint32_t[2]) < st->cap)
+		st->cap = (size_t)size / sizeof(uint32_t[2]);
+	/* The model's bound is the server's: past it, clients wait in the
+	 * backlog as under --max-conns, rather than being turned away. */
+	if (srv->max_conns == 0 || srv->max_conns > st->cap)
+		srv->max_conns = st->cap;
 	st->slot = calloc(st->cap, sizeof(*st->slot));
-	if (st->slot == NULL || pipe2(st->done, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (st->slot == NULL)
 		return -ENOMEM;
 	pthread_attr_init(&st->attr);
 	pthread_attr_setstacksize(&st->attr, STACK_SIZE);
