@@ -568,6 +568,17 @@ def accept_queue(port):
     return None if col is None else int(col[4].split(":")[1], 16)
 
 
+def pump(s, data, chunk=65536):
+    """Sends DATA on S from a thread, then half-closes."""
+    def run():
+        for off in range(0, len(data), chunk):
+            s.sendall(data[off:off + chunk])
+        s.shutdown(socket.SHUT_WR)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def echo_held_back(s, data, while_held=None, settle=1.0):
     """A peer of an echo server that sends DATA on S and reads nothing:
     after SETTLE s, less than half of DATA may have got through (TCP holds

@@ -11,27 +11,14 @@ import hashlib
 import os
 import random
 import re
-import socket
-import threading
 import time
 
 import pytest
 
-from conftest import echo_held_back
+from conftest import echo_held_back, pump
 from test_tcp_server import connect, start, v4
 
 MODELS = ["fork", "thread", "epoll", "prefork", "uring"]
-
-
-def pump(s, data, chunk=65536):
-    """Sends DATA on S from a thread, then half-closes."""
-    def run():
-        for off in range(0, len(data), chunk):
-            s.sendall(data[off:off + chunk])
-        s.shutdown(socket.SHUT_WR)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
 
 
 def drain_all(s, timeout=30):

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import duplex_path, echo_held_back, need
+from conftest import duplex_path, echo_held_back, need, pump
 
 NOTICE = "io_uring unavailable"
 NOTICE_RE = re.compile(r"io_uring unavailable \((.+)\); using the epoll "
@@ -473,17 +473,6 @@ def test_near_max_conns_the_shared_path_accepts_and_defers(serve):
 
 SPLICE_RE = re.compile(r"splice\(\d+ -> \d+\) = (\d+) bytes")
 RING_RECV_RE = re.compile(r"recv\(\d+\) = (\d+) bytes \[io_uring\]")
-
-
-def pump(s, data, chunk=65536):
-    """Sends DATA on S from a thread, then half-closes."""
-    def run():
-        for off in range(0, len(data), chunk):
-            s.sendall(data[off:off + chunk])
-        s.shutdown(socket.SHUT_WR)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
 
 
 def test_bulk_echo_moves_to_splice_byte_exact(serve):
