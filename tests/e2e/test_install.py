@@ -88,6 +88,9 @@ def test_program_builds_from_installed_pkg_config(installed, tmp_path):
     src = tmp_path / "prog.c"
     src.write_text(PROGRAM)
     exe = tmp_path / "prog"
+    # A sanitizer build's library needs its runtime in the program too.
+    san = os.environ.get("SANITIZE")
+    words += [f"-fsanitize={san}"] if san else []
     cc = subprocess.run([tool("cc"), str(src), "-o", str(exe), *words],
                         capture_output=True, timeout=60)
     assert cc.returncode == 0, cc.stderr.decode()
