@@ -433,6 +433,8 @@ def bench_run(duplex, out, *args, timeout=90):
     its SVG) after checking that it exited 0 and printed the Markdown."""
     if shutil.which("taskset") is None:
         pytest.fail("taskset (util-linux) is not installed")
+    if "--rounds" not in args:
+        args = (*args, "--rounds", "1")
     p = subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "run"),
                         "--duration", "1", *args, "--duplex", duplex,
                         "--out", str(out)],
@@ -490,6 +492,22 @@ def test_bench_run_udp(duplex, tmp_path):
     assert "pingpong" not in text.split("Servers:")[0]
     assert "Targets" not in text  # no udp target
     assert svg.startswith("<svg") and svg.count("<rect") >= 1 + 2 * len(want)
+
+
+def test_bench_run_rounds_report_medians(duplex, tmp_path):
+    """--rounds 3: every row's figure is the median of its three rounds,
+    which the range column brackets."""
+    text, _ = bench_run(duplex, tmp_path, "--only", "udp-32", "--servers",
+                        "floor,duplex", "--rounds", "3", timeout=120)
+    assert "in 3 rounds" in text and "median of the rounds" in text
+    head, *body = tables(text)["udp, 64 B, 32 senders"]
+    assert head[-1] == "ops/s range", head
+    assert [row_name(r) for r in body] == ["floor: recvmmsg echo",
+                                           "duplex serve echo (udp)"]
+    for r in body:
+        lo, hi = (number(v) for v in r[-1].split("–"))
+        assert 0 < lo <= number(r[1]) <= hi, r
+        assert lo < hi, r  # three 1-second runs never tie to the datagram
 
 
 def test_bench_run_tcp_cases(duplex, tmp_path):
