@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import listening_row, need, netns_socket, run
+from conftest import in_netns, listening_row, need, netns_socket, run
 from test_tcp_server import (MODEL, SLOW, children, conn_children,
                              conn_threads, connect, exchange,
                              live_conn_children, needs_ipv6, needs_root,
@@ -873,6 +873,124 @@ def test_reset_in_the_backlog_of_a_stopped_server_never_wedges_accept(
         if took > 0.1 * SLOW:
             slow.append((i, round(took, 3)))
     assert slow == [], f"served after over 100 ms (round, s): {slow}"
+    assert srv.running() and server_pids(srv) == pids
+
+
+def listen_overflows(ns):
+    """TcpExt ListenOverflows inside namespace NS (ours alone)."""
+    p = in_netns(ns, ["cat", "/proc/net/netstat"])
+    rows = [line.split() for line in p.stdout.decode().splitlines()
+            if line.startswith("TcpExt:")]
+    return int(rows[1][rows[0].index("ListenOverflows")])
+
+
+def resolve_all(socks, addr, deadline):
+    """Drives non-blocking connects SOCKS to ADDR to an end: connected,
+    then b"ping N" sent and its echo read back ("served"), or refused or
+    reset by the kernel ("refused"). Returns ({outcome: count}, indices
+    still pending at DEADLINE)."""
+    outcome, sel = {}, selectors.DefaultSelector()
+    for i, s in enumerate(socks):
+        sel.register(s, selectors.EVENT_WRITE, [i, "connecting", b""])
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, ev in sel.select(timeout=0.1):
+            s, st = key.fileobj, key.data
+            i, want = st[0], b"ping %d" % st[0]
+            try:
+                if st[1] == "connecting":
+                    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    s.sendall(want)
+                    st[1] = "reading"
+                    sel.modify(s, selectors.EVENT_READ, st)
+                    continue
+                data = s.recv(64)
+                if not data:
+                    raise ConnectionResetError("EOF before the echo")
+                st[2] += data
+                if st[2] != want[:len(st[2])]:
+                    raise AssertionError(f"client {i} got {st[2]!r}")
+                if len(st[2]) < len(want):
+                    continue
+                done = "served"
+            except (ConnectionError, TimeoutError) as e:
+                done = f"refused ({type(e).__name__})"
+            except OSError as e:
+                done = f"refused ({errno.errorcode.get(e.errno, e.errno)})"
+            outcome[done] = outcome.get(done, 0) + 1
+            sel.unregister(s)
+    pending = sorted(key.data[0] for key in sel.get_map().values())
+    sel.close()
+    return outcome, pending
+
+
+def server_side_peers(ns, port):
+    """The peer ports of the established connections to local PORT in
+    namespace NS, and the listener's accept queue length."""
+    p = in_netns(ns, ["ss", "-Htan"])
+    peers, queued = set(), None
+    for line in p.stdout.decode().splitlines():
+        f = line.split()
+        if f[3].rsplit(":", 1)[1] != str(port):
+            continue
+        if f[0] == "LISTEN":
+            queued = int(f[1])
+        elif f[0] == "ESTAB":
+            peers.add(int(f[4].rsplit(":", 1)[1]))
+    return peers, queued
+
+
+def test_backlog_overflow_every_client_resolves(serve, netns):
+    """S18: --backlog 16, the server stopped (SIGSTOP) for 2 s while 200
+    clients connect, then continued. The accept queue overflowed (the
+    kernel's ListenOverflows counter, in a namespace of our own, went
+    up); within 10 s the server has accepted all the kernel queued for
+    it (its queue is empty) and answered every connection it holds, and
+    at least half the clients are served. A client that is still waiting
+    then waits on the kernel, not on the server: its handshake was never
+    completed on the server's side (a SYN cookie whose ACKs arrived while
+    the queue was full), so no connection exists there, and its own
+    retransmissions, backed off together with the other clients', bring
+    it in later."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--backlog", "16",
+                netns=netns)
+    pids = server_pids(srv)
+    before = listen_overflows(netns)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    socks = []
+    try:
+        wait_for(lambda: all(proc_stat(p)[0] == "T" for p in pids), 2,
+                 step=0.001, what="the server stopped")
+        for _ in range(200):
+            s = netns_socket(netns)
+            socks.append(s)
+            s.setblocking(False)
+            s.connect_ex(srv.addr())
+        time.sleep(2)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        t0 = time.monotonic()
+        outcome, pending = resolve_all(socks, srv.addr(), t0 + 10 * SLOW)
+        peers, queued = server_side_peers(netns, srv.port())
+        waiting = {socks[i].getsockname()[1] for i in pending}
+    finally:
+        for s in socks:
+            s.close()
+    assert sum(outcome.values()) + len(pending) == 200, outcome
+    assert outcome.get("served", 0) >= 100, (outcome, len(pending))
+    assert queued == 0, f"{queued} connections left in the accept queue"
+    assert waiting & peers == set(), \
+        f"the server holds {len(waiting & peers)} unanswered connections"
+    assert listen_overflows(netns) > before, "the queue never overflowed"
+    with netns_socket(netns) as c:  # and the next client is served
+        c.settimeout(2)
+        c.connect(srv.addr())
+        c.sendall(b"next")
+        assert recv_exactly(c, 4, timeout=2) == b"next"
     assert srv.running() and server_pids(srv) == pids
 
 
