@@ -12,6 +12,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <sys/types.h>
 
@@ -50,6 +51,8 @@ struct dx_sysops {
 	                  int timeout);
 	ssize_t (*splice)(int in, loff_t *in_off, int out, loff_t *out_off,
 	                  size_t len, unsigned flags);
+	ssize_t (*vmsplice)(int fd, const struct iovec *iov, size_t n,
+	                    unsigned flags);
 };
 
 extern struct dx_sysops dx__sys;
@@ -76,6 +79,14 @@ int dx__epoll_wait(int epfd, struct epoll_event *evs, int max,
  * write(2) does: the command ignores SIGPIPE.
  */
 ssize_t dx__splice(int in, int out, size_t len);
+/*
+ * One vmsplice(2) of at most LEN bytes at BUF into the pipe PIPE_W, which
+ * then refers to those pages instead of holding a copy: BUF must stay
+ * unchanged until the pipe's contents have been consumed (spliced on),
+ * which is what the caller promises. Returns the count, -EAGAIN (a full
+ * non-blocking pipe) or -errno; EINTR is retried.
+ */
+ssize_t dx__vmsplice(int pipe_w, const void *buf, size_t len);
 void dx__sys_reset(void);
 
 /* -errno of the current errno, never 0 (a failing call always sets it). */

@@ -24,7 +24,7 @@
 		.sendmsg = sendmsg, .poll = poll, .accept4 = accept4,       \
 		.connect = connect, .recvmmsg = recvmmsg,                   \
 		.sendmmsg = sendmmsg, .epoll_wait = epoll_wait,             \
-		.splice = splice,                                           \
+		.splice = splice, .vmsplice = vmsplice,                     \
 	}
 
 struct dx_sysops dx__sys = LIBC_SYSOPS;
@@ -207,6 +207,30 @@ dx__splice(int in, int out, size_t len)
 		dx_trace("splice(%d -> %d) = 0 (EOF)", in, out);
 	else
 		dx_trace("splice(%d -> %d) = %zd bytes", in, out, n);
+	return n;
+}
+
+ssize_t
+dx__vmsplice(int pipe_w, const void *buf, size_t len)
+{
+	struct iovec v = {(void *)(uintptr_t)buf, len};
+	int saved = errno;
+	ssize_t n;
+
+	do
+		n = dx__sys.vmsplice(pipe_w, &v, 1, SPLICE_F_NONBLOCK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		n = dx__neg_errno();
+	else
+		errno = saved;
+	if (!dx_trace_on() || n == -EAGAIN)
+		return n;
+	if (n < 0)
+		dx_trace("vmsplice(%d) = -1 %s (%s)", pipe_w,
+		         dx__errno_name((int)n), dx_strerror((int)n));
+	else
+		dx_trace("vmsplice(%d) = %zd bytes", pipe_w, n);
 	return n;
 }
 
