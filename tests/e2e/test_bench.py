@@ -530,7 +530,7 @@ def test_bench_run_tcp_cases(duplex, tmp_path):
         servers.append("libevent echo")
     else:
         assert "libevent echo: skipped (cannot build" in text
-    ceiling = ["iperf3 one-way (ceiling, not an echo)"] \
+    ceiling = ["iperf3 one-way (for scale, not an echo)"] \
         if shutil.which("iperf3") else []
     heads = {
         "pingpong": ["server", "ops/s", "vs floor", "vs xinetd", "vs socat",
