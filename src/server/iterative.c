@@ -66,7 +66,7 @@ wildcard(const struct dx_addr *a)
 int
 dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 {
-	int on = 1, family = l->bound.u.sa.sa_family, rc = 0;
+	int on = 1, family = l->bound.u.sa.sa_family, rc;
 	int rcvbuf = RCVBUF_BYTES;
 
 	if (srv->iter == NULL) {
@@ -78,7 +78,8 @@ dx__iter_open(struct dx_server *srv, struct dx_listener *l)
 		if (srv->iter == NULL)
 			return -ENOMEM;
 	}
-	/* A smaller queue is no reason not to serve: the result is traced. */
+	/* A smaller queue is no reason not to serve: the result is traced
+	 * and the server goes on. */
 	rc = setsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	dx_trace("setsockopt(%d, SO_RCVBUF, %d) = %d", l->fd, rcvbuf, rc);
 	rc = 0;
