@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,10 +57,26 @@ wait_program(pid_t pid, int64_t deadline)
 	return status;
 }
 
+void
+dx__exec_log_end(const struct dx_server *srv, const char *program, pid_t pid,
+                 int signo, int code)
+{
+	const char *name = signo > 0 ? sigabbrev_np(signo) : NULL;
+
+	if (signo > 0)
+		dx__log(srv, DX_LOG_INFO,
+		        "program %s (pid %d) killed by signal %d (SIG%s)",
+		        program, (int)pid, signo, name ? name : "?");
+	else if (code != 0)
+		dx__log(srv, DX_LOG_DEBUG, "program %s (pid %d) exited %d",
+		        program, (int)pid, code);
+}
+
 int
-dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
-                uint32_t connnum, const struct dx_conn_limits *lim,
-                int newgroup, _Atomic int *pidp)
+dx__exec_stream(const struct dx_server *srv, const struct dx_listener *l,
+                int fd, const struct dx_addr *peer, uint32_t connnum,
+                const struct dx_conn_limits *lim, int newgroup,
+                _Atomic int *pidp)
 {
 	struct dx_env env;
 	pid_t pid = -1;
@@ -87,6 +104,9 @@ dx__exec_stream(const struct dx_listener *l, int fd, const struct dx_addr *peer,
 		dx_close(fd);
 		return DX_END_LIFETIME;
 	}
+	dx__exec_log_end(srv, l->conf.argv[0], pid,
+	                 WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+	                 WIFEXITED(status) ? WEXITSTATUS(status) : 0);
 	dx__set_nonblock(fd, 1);
 	err = dx__linger_close(fd, lim->linger_ms);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? err

@@ -111,8 +111,8 @@ serve_thread(void *arg)
 
 	if (t->l->conf.svc->flags & DX_SVC_EXEC) {
 		report[1] = (uint32_t)dx__exec_stream(
-		        t->l, t->fd, &t->peer, t->connnum, &t->srv->limits, 1,
-		        &t->pid);
+		        t->srv, t->l, t->fd, &t->peer, t->connnum,
+		        &t->srv->limits, 1, &t->pid);
 	} else {
 		dx__conn_init(&c, t->fd, &t->l->conf, &pool, dx_now_ms());
 		report[1] = (uint32_t)dx__conn_run(&c, &t->srv->limits, scratch,

@@ -843,6 +843,9 @@ exec_exited(struct dx_server *srv, struct slot *s)
 	close(s->pidfd);
 	s->pidfd = -1;
 	if (si.si_code != CLD_EXITED || si.si_status != 0) {
+		dx__exec_log_end(srv, s->c.conf->argv[0], s->pid,
+		                 si.si_code == CLD_EXITED ? 0 : si.si_status,
+		                 si.si_status);
 		close_slot(srv, s, DX_END_ERROR);
 		return;
 	}

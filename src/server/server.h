@@ -313,10 +313,18 @@ void dx__stream_refused(struct dx_server *srv, enum dx_refuse why,
  * its own, killed when it exits; *PID (if not NULL) receives its pid as
  * soon as it runs. Used by blocking models.
  */
-int dx__exec_stream(const struct dx_listener *l, int fd,
-                    const struct dx_addr *peer, uint32_t connnum,
+int dx__exec_stream(const struct dx_server *srv, const struct dx_listener *l,
+                    int fd, const struct dx_addr *peer, uint32_t connnum,
                     const struct dx_conn_limits *lim, int newgroup,
                     _Atomic int *pid);
+/*
+ * Logs how the exec program PID (PROGRAM) ended when that was not exit
+ * status 0: killed by signal SIGNO (when SIGNO > 0) at info level, which
+ * is news to an operator, or its exit status CODE at debug level, which
+ * is the program's own business.
+ */
+void dx__exec_log_end(const struct dx_server *srv, const char *program,
+                      pid_t pid, int signo, int code);
 
 struct dx_env;
 /*

@@ -797,7 +797,8 @@ def comm(pid):
 def test_killed_exec_program_ends_its_connection_at_once(serve):
     """S22: exec:/bin/cat killed by SIGKILL in the middle of a 100 MiB
     transfer: the client sees the end (EOF or reset) within 1 s, no
-    zombie is left after 1 s, and the next connection is served."""
+    zombie is left after 1 s, the signal is logged, and the next
+    connection is served."""
     srv = start(serve, "exec:/bin/cat", "tcp://127.0.0.1:0", "--drain", "1s")
     pids = server_pids(srv)
     s = connect(srv.addr(), timeout=10)
@@ -843,6 +844,9 @@ def test_killed_exec_program_ends_its_connection_at_once(serve):
              1.0, what="no zombie under the server")
     assert not any(comm(p) == "cat" for p, _ in descendants(srv.pid))
     assert srv.running() and server_pids(srv) == pids
+    wait_for(lambda: re.search(r"program /bin/cat \(pid \d+\) killed by "
+                               r"signal 9 \(SIGKILL\)", srv.stderr()),
+             1.0, what="the program's end logged")
     with connect(srv.addr()) as c:
         assert exchange(c, b"the next one\n", timeout=5)[:2] == (
             b"the next one\n", "eof")
