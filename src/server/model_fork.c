@@ -126,8 +126,8 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (l->conf.svc->flags & DX_SVC_EXEC) {
-		end = dx__exec_stream(srv, l, fd, peer, connnum,
-		                      &srv->limits, 0, NULL);
+		end = dx__exec_stream(srv, l, fd, peer, connnum, &srv->limits,
+		                      0, NULL);
 	} else {
 		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
 		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
