@@ -1089,6 +1089,12 @@ def test_unix_socket_file_removed_on_sigterm(serve, sockdir):
     assert not os.path.exists(path), "socket file left behind after SIGTERM"
 
 
+def listening_at(path):
+    """1 when a connect to the unix socket file PATH is accepted."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        return s.connect_ex(path) == 0
+
+
 def test_unix_stale_socket_file_is_replaced(serve, sockdir):
     path = os.path.join(sockdir, "s.sock")
     first = start(serve, "echo", f"unix://{path}")
@@ -1098,6 +1104,10 @@ def test_unix_stale_socket_file_is_replaced(serve, sockdir):
     # copies of the listener first); the server is gone once they are.
     wait_for(lambda: not any(alive(p) for p in pids), 5,
              what="the killed server's processes gone")
+    # uring: the kernel tears a dead process's ring down in a worker of
+    # its own, and until then the ring's accept holds the listener open.
+    wait_for(lambda: not listening_at(path), 5,
+             what="nothing listening on the file")
     assert os.path.exists(path), "precondition: SIGKILL leaves the file"
     second = start(serve, "echo", f"unix://{path}")
     with connect(path) as s:

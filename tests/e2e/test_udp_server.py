@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -747,12 +748,17 @@ def test_guard_drops_own_port_source(serve):
     assert srv.served(1) == 0, "chargen was reached: a loop started"
 
 
-def udp_in_datagrams(ns):
-    """The kernel's Udp InDatagrams counter inside namespace NS."""
+def udp_snmp(ns):
+    """{field: value} of the kernel's Udp counters inside namespace NS."""
     p = in_netns(ns, ["cat", "/proc/net/snmp"])
     rows = [line.split() for line in p.stdout.decode().splitlines()
             if line.startswith("Udp:")]
-    return int(rows[1][rows[0].index("InDatagrams")])
+    return dict(zip(rows[0][1:], map(int, rows[1][1:])))
+
+
+def udp_in_datagrams(ns):
+    """The kernel's Udp InDatagrams counter inside namespace NS."""
+    return udp_snmp(ns)["InDatagrams"]
 
 
 @pytest.mark.parametrize("echo_port,chargen_port", [(7, 19), (10007, 10019)],
@@ -853,14 +859,6 @@ def test_no_guard_for_one_service_keeps_guard_on_others(serve):
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python does not name it
 
 
-def udp_snmp(ns):
-    """{field: value} of the kernel's Udp counters inside namespace NS."""
-    p = in_netns(ns, ["cat", "/proc/net/snmp"])
-    rows = [line.split() for line in p.stdout.decode().splitlines()
-            if line.startswith("Udp:")]
-    return dict(zip(rows[0][1:], map(int, rows[1][1:])))
-
-
 def cpu_seconds(pid):
     """utime + stime of PID (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -873,7 +871,6 @@ def blast(sock, addr, n, rate=None):
     (in bursts of a millisecond's worth) or as fast as it can, while a
     thread reads the replies. Returns (the set of numbers echoed intact,
     replies that were not, seconds the sending took)."""
-    import threading
     got, bad, done = set(), [], threading.Event()
     sock.settimeout(0.2)
 
