@@ -225,13 +225,7 @@ dx__vmsplice(int pipe_w, const void *buf, size_t len)
 		n = dx__neg_errno();
 	else
 		errno = saved;
-	if (!dx_trace_on() || n == -EAGAIN)
-		return n;
-	if (n < 0)
-		dx_trace("vmsplice(%d) = -1 %s (%s)", pipe_w,
-		         dx__errno_name((int)n), dx_strerror((int)n));
-	else
-		dx_trace("vmsplice(%d) = %zd bytes", pipe_w, n);
+	trace_count("vmsplice", pipe_w, n, 0);
 	return n;
 }
 

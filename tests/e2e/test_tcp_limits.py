@@ -255,6 +255,22 @@ def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
     wait_no_children(srv, 10)
 
 
+def refused_at_once(srv, sock, children, who):
+    """SOCK, a connection over --per-source, gets nothing and is closed
+    within 100 ms, no child is started for it (the server keeps CHILDREN),
+    and the refusal is logged once, naming WHO (a regex of its address)."""
+    with sock:
+        t0 = time.monotonic()
+        got, how = read_to_end(sock, timeout=2)
+        took = time.monotonic() - t0
+    assert (got, how) == (b"", "eof"), "the one over the limit was served"
+    assert took < 0.1, f"refused after {took * 1000:.0f} ms"
+    time.sleep(0.1)
+    assert len(conn_children(srv)) == children, "a child was started for it"
+    assert re.search(rf"per-source-limit: {who}:\d+ \(1 so far\)",
+                     srv.stderr()), srv.stderr()
+
+
 @pytest.mark.parametrize("endpoint", [
     "tcp://127.0.0.1:0", pytest.param("tcp://:0", marks=needs_ipv6)])
 def test_per_source_limit(serve, tmp_path, endpoint):
@@ -268,16 +284,7 @@ def test_per_source_limit(serve, tmp_path, endpoint):
     try:
         wait_for(lambda: len(live_children(srv)) == 2, 5,
                  what="two held connections")
-        with connect(v4(srv)) as third:
-            t0 = time.monotonic()
-            got, how = read_to_end(third, timeout=2)
-            took = time.monotonic() - t0
-        assert (got, how) == (b"", "eof"), "the third connection was served"
-        assert took < 0.1, f"refused after {took * 1000:.0f} ms"
-        time.sleep(0.1)
-        assert len(conn_children(srv)) == 2, "a child was forked for it"
-        assert re.search(r"per-source-limit: 127\.0\.0\.1:\d+ \(1 so far\)",
-                         srv.stderr()), srv.stderr()
+        refused_at_once(srv, connect(v4(srv)), 2, r"127\.0\.0\.1")
         other = connect(v4(srv), src="127.0.0.2")
         held.append(other)
         wait_for(lambda: len(live_children(srv)) == 3, 5,
@@ -316,16 +323,7 @@ def test_per_source_counts_an_ipv6_64_as_one_source(serve, tmp_path, netns):
     try:
         wait_for(lambda: len(live_children(srv)) == 1, 5,
                  what="fd00::2's connection served")
-        with client("fd00::3") as same:
-            t0 = time.monotonic()
-            got, how = read_to_end(same, timeout=2)
-            took = time.monotonic() - t0
-        assert (got, how) == (b"", "eof"), "fd00::3 was served"
-        assert took < 0.1, f"refused after {took * 1000:.0f} ms"
-        time.sleep(0.1)
-        assert len(conn_children(srv)) == 1, "a child was started for it"
-        assert re.search(r"per-source-limit: \[fd00::3\]:\d+ \(1 so far\)",
-                         srv.stderr()), srv.stderr()
+        refused_at_once(srv, client("fd00::3"), 1, r"\[fd00::3\]")
         held.append(client("fd01::3"))
         wait_for(lambda: len(live_children(srv)) == 2, 5,
                  what="fd01::3's connection served")
