@@ -478,7 +478,7 @@ dx__recvmmsg(int fd, struct mmsghdr *v, unsigned n, int wait)
 int
 dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n)
 {
-	int64_t deadline = dx_deadline_in(SEND_STALL_MS);
+	int64_t deadline = DX_FOREVER;
 	int rc;
 
 	for (;;) {
@@ -491,6 +491,9 @@ dx__sendmmsg(int fd, struct mmsghdr *v, unsigned n)
 			continue;
 		if (errno != EAGAIN)
 			return dx__neg_errno();
+		/* The clock is read only once a batch has to wait. */
+		if (deadline == DX_FOREVER)
+			deadline = dx_deadline_in(SEND_STALL_MS);
 		rc = dx_wait(fd, POLLOUT, deadline);
 		if (rc < 0)
 			return rc;

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -49,6 +50,7 @@ struct dx_iter {
 	uint8_t in_buf[BATCH][RECV_SIZE];
 	uint8_t out_buf[BATCH][DX_REQUEST_MAX]; /* a reply may be as long */
 	int used; /* receive entries the last batch filled (BATCH at first) */
+	int ctl;  /* whether the receive entries ask for packet info */
 	int stop_fd; /* readable once the server stops, or -1: see below */
 };
 
@@ -108,13 +110,21 @@ dx__iter_free(struct dx_server *srv)
 	srv->iter = NULL;
 }
 
-/* Readies the receive side of the batch: names, buffers, control space. */
+/*
+ * Readies the receive side of the batch: names, buffers, and control space
+ * when CTL (the listener asked for packet info; without it the kernel has
+ * none to give, and an empty control buffer costs nothing to copy back).
+ */
 static void
-prepare_receive(struct dx_iter *it)
+prepare_receive(struct dx_iter *it, int ctl)
 {
 	/* Only entries the kernel wrote need resetting: with one datagram
-	 * per wakeup, this is one entry, not the whole batch. */
-	for (int i = 0; i < it->used; i++) {
+	 * per wakeup, this is one entry, not the whole batch. A listener
+	 * that wants the other kind of entry gets all of them anew. */
+	int n = ctl == it->ctl ? it->used : BATCH;
+
+	it->ctl = ctl;
+	for (int i = 0; i < n; i++) {
 		struct msghdr *m = &it->in[i].msg_hdr;
 
 		it->in_iov[i] = (struct iovec){it->in_buf[i], RECV_SIZE};
@@ -124,8 +134,8 @@ prepare_receive(struct dx_iter *it)
 		        .msg_namelen = sizeof(it->peer[i].u.ss),
 		        .msg_iov = &it->in_iov[i],
 		        .msg_iovlen = 1,
-		        .msg_control = it->in_ctl[i].buf,
-		        .msg_controllen = sizeof(it->in_ctl[i].buf),
+		        .msg_control = ctl ? it->in_ctl[i].buf : NULL,
+		        .msg_controllen = ctl ? sizeof(it->in_ctl[i].buf) : 0,
 		};
 	}
 }
@@ -227,6 +237,31 @@ stopped(void *ctx)
 }
 
 /*
+ * Queues LEN bytes at DATA as reply NOUT, to PEER, from LOCAL when the
+ * listener must say which of its addresses answers (NULL otherwise).
+ * Returns 1, the number of replies queued.
+ */
+static int
+queue_reply(struct dx_iter *it, int nout, uint8_t *data, size_t len,
+            struct dx_addr *peer, const struct dx_addr *local)
+{
+	struct msghdr *m = &it->out[nout].msg_hdr;
+
+	it->out_iov[nout] = (struct iovec){data, len};
+	*m = (struct msghdr){
+	        .msg_name = &peer->u.ss,
+	        .msg_namelen = peer->len,
+	        .msg_iov = &it->out_iov[nout],
+	        .msg_iovlen = 1,
+	};
+	if (local != NULL)
+		m->msg_controllen = reply_source(local, &it->out_ctl[nout]);
+	if (m->msg_controllen > 0)
+		m->msg_control = it->out_ctl[nout].buf;
+	return 1;
+}
+
+/*
  * Serves datagram I of the batch. Returns 1 when it queued a reply in
  * out[NOUT], 0 when there is none.
  */
@@ -255,6 +290,13 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 		local = l->bound;
 	if (l->guard && !admit(srv, l, peer, &local))
 		return 0;
+	/* A mirror's reply is its request: sent from where it was
+	 * received, with no copy and no reply buffer to touch. */
+	if (l->conf.svc->flags & DX_SVC_MIRROR) {
+		l->served++;
+		return queue_reply(it, nout, it->in_buf[i], it->in[i].msg_len,
+		                   peer, l->pktinfo ? &local : NULL);
+	}
 	req = (struct dx_dgram_req){
 	        .data = it->in_buf[i],
 	        .len = it->in[i].msg_len,
@@ -279,20 +321,8 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	}
 	if (l->guard && (l->conf.svc->flags & DX_SVC_AMPLIFIES))
 		dx__budget_charge(srv->budget, peer, (size_t)n);
-	it->out_iov[nout] = (struct iovec){it->out_buf[nout], (size_t)n};
-	it->out[nout].msg_hdr = (struct msghdr){
-	        .msg_name = &peer->u.ss,
-	        .msg_namelen = peer->len,
-	        .msg_iov = &it->out_iov[nout],
-	        .msg_iovlen = 1,
-	        .msg_control = it->out_ctl[nout].buf,
-	        .msg_controllen =
-	                l->pktinfo ? reply_source(&local, &it->out_ctl[nout])
-	                           : 0,
-	};
-	if (it->out[nout].msg_hdr.msg_controllen == 0)
-		it->out[nout].msg_hdr.msg_control = NULL;
-	return 1;
+	return queue_reply(it, nout, it->out_buf[nout], (size_t)n, peer,
+	                   l->pktinfo ? &local : NULL);
 }
 
 /* Sends the batch's replies in order; a reply that fails is counted. */
@@ -327,7 +357,7 @@ serve_batch(struct dx_server *srv, struct dx_listener *l, int wait)
 {
 	int n, nout = 0;
 
-	prepare_receive(srv->iter);
+	prepare_receive(srv->iter, l->pktinfo);
 	n = dx__recvmmsg(l->fd, srv->iter->in, BATCH, wait);
 	srv->iter->used = n > 0 ? n : 0;
 	if (n < 0) {
@@ -407,6 +437,17 @@ dx__iter_run(struct dx_server *srv, struct dx_listener *l)
 	err = -pthread_create(&tid, NULL, watch_signals, &w);
 	if (err < 0)
 		goto out;
+	/*
+	 * The serving thread takes a copy of the descriptor table (the same
+	 * open files under the same numbers) and leaves the watcher the sole
+	 * owner of the one they shared: the kernel looks a descriptor of an
+	 * unshared table up without taking a reference to its file, twice a
+	 * batch. The watcher opens nothing; what this thread opens from now
+	 * on (an exec run's pipes) is in its table alone, so no copy of a
+	 * pipe's end can keep a program's output from ending. Failing that,
+	 * the table stays shared, which is only slower.
+	 */
+	(void)unshare(CLONE_FILES);
 	while (!srv->stop) {
 		int n = serve_batch(srv, l, 1);
 

@@ -195,6 +195,27 @@ def test_ipv6_loopback(serve):
     assert src[:2] == ("::1", srv.port())
 
 
+def test_wildcard_and_bound_listeners_share_one_batch(serve):
+    """Two datagram listeners, one asking for packet info (the wildcard)
+    and one not, are served in turn from the same receive batch: each
+    batch is set up for its own listener, so every reply still comes from
+    the address asked, and daytime's (not a mirror) from it as well."""
+    srv = serve("echo", "udp://0.0.0.0:0", "echo", "udp://127.0.0.1:0",
+                "daytime", "udp://0.0.0.0:0")
+    wild, bound, day = srv.port(0), srv.port(1), srv.port(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for i in range(6):
+            for dst, port in (("127.0.0.%d" % (2 + i % 3), wild),
+                              ("127.0.0.1", bound),
+                              ("127.0.0.%d" % (4 + i % 2), day)):
+                s.sendto(b"%d" % i, (dst, port))
+                reply, src = s.recvfrom(100)
+                assert src == (dst, port), f"asked {dst}:{port}, got {src}"
+                if port != day:
+                    assert reply == b"%d" % i
+
+
 def test_dual_stack_wildcard_serves_ipv4_and_ipv6(serve):
     srv = serve("echo", "udp://:0")
     port = srv.port()
