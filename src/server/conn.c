@@ -409,7 +409,11 @@ dx__conn_ready(struct dx_conn *c, short revents, uint8_t *scratch, size_t len,
 	int end = DX_END_NONE;
 
 	c->now_ms = now;
-	if (revents & (POLLOUT | POLLERR | POLLHUP))
+	/* An error on a stream socket (a reset, a timeout) ends it: nothing
+	 * more can be sent, so input left unread is not read only to fail. */
+	if (revents & POLLERR)
+		return DX_END_PEER;
+	if (revents & (POLLOUT | POLLHUP))
 		end = on_writable(c);
 	if (end == DX_END_NONE && (revents & (POLLIN | POLLERR | POLLHUP)) &&
 	    (dx__conn_events(c) & POLLIN))

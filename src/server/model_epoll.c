@@ -172,7 +172,7 @@ epoll_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		return;
 	}
 	s = &st->slot[fd];
-	dx__conn_init(&s->c, fd, &l->conf, &st->pool, dx_now_ms());
+	dx__conn_init(&s->c, fd, &l->conf, &st->pool, srv->now_ms);
 	dx__source_key(peer, s->key);
 	s->pidfd = -1;
 	s->used = 1;
@@ -182,7 +182,7 @@ epoll_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		end = start_exec(srv, l, s, peer) < 0 ? DX_END_ERROR
 		                                      : DX_END_NONE;
 	else
-		end = dx__conn_open(&s->c, dx_now_ms());
+		end = dx__conn_open(&s->c, srv->now_ms);
 	if (end == DX_END_NONE && s->pidfd < 0 && update_events(srv, s) < 0)
 		end = DX_END_ERROR;
 	if (end != DX_END_NONE)

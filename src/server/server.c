@@ -373,17 +373,21 @@ dx__server_run(struct dx_server *srv)
 		err = watch_listener(srv, i);
 	if (err == 0 && srv->has_stream && srv->model->begin != NULL)
 		err = srv->model->begin(srv);
+	/*
+	 * One clock reading per wakeup, taken after the wait: handlers don't
+	 * wait, so it serves the batch and then the ticks that follow it,
+	 * which at worst see a deadline a batch's work late, never early.
+	 */
+	srv->now_ms = dx_now_ms();
 	while (err == 0 && !finished(srv)) {
 		int64_t next = srv->has_stream
-		                       ? dx__stream_tick(srv, dx_now_ms())
+		                       ? dx__stream_tick(srv, srv->now_ms)
 		                       : DX_FOREVER;
 		n = dx__epoll_wait(srv->epfd, evs, (int)DX_ARRAY_LEN(evs),
 		                   next);
 		if (n < 0)
 			err = n;
-		/* One clock reading for the batch: handlers don't wait. */
-		if (n > 0)
-			srv->now_ms = dx_now_ms();
+		srv->now_ms = dx_now_ms();
 		for (int i = 0; i < n && err == 0; i++)
 			err = dispatch(srv, evs[i].data.u64, evs[i].events);
 	}
