@@ -5,7 +5,11 @@
  * drops replies from any other source and an ICMP port unreachable comes
  * back as "refused"; waits for the reply, resending after each timeout
  * with the wait doubled; prints the reply. --count N repeats the probe
- * and ends with a loss and latency summary, as ping does.
+ * and ends with a loss and latency summary, as ping does. Each probe has
+ * a socket of its own (a new source port or unix address): a reply to an
+ * earlier probe that comes late, or twice, goes to a socket that is gone
+ * and can never be taken for the answer to a later one. A server's
+ * datagram carries no sequence number to tell them apart by.
  */
 #include "cli.h"
 #include "service/service.h"
@@ -162,20 +166,28 @@ exit_code(ssize_t last_err, const struct probe_stats *st)
 	return DX_EXIT_FAIL;
 }
 
+/*
+ * Runs the probes, the first on FD, each later one on a new socket to EP;
+ * closes FD (or its successor) on return.
+ */
 static int
-run_probes(int fd, const struct send_opts *o, const void *data, size_t len)
+run_probes(int fd, const struct dx_endpoint *ep, const struct send_opts *o,
+           const void *data, size_t len)
 {
 	uint8_t *buf = malloc(REPLY_MAX);
 	struct probe_stats st = {.rtt_min = 1e300};
 	ssize_t n, last_err = 0;
 	double rtt = 0;
 
-	if (buf == NULL)
-		return DX_EXIT_FAIL;
-	for (long long seq = 1; seq <= o->count; seq++) {
-		drain_late(fd, buf, &st);
+	for (long long seq = 1; buf != NULL && seq <= o->count; seq++) {
+		if (seq > 1) {
+			drain_late(fd, buf, &st);
+			dx_close(fd);
+			fd = dx_connect_endpoint(ep, 0,
+			                         dx_deadline_in(o->timeout_ms));
+		}
 		st.sent++;
-		n = probe(fd, o, data, len, buf, &rtt);
+		n = fd < 0 ? fd : probe(fd, o, data, len, buf, &rtt);
 		report(o, seq, n, buf, rtt);
 		if (n >= 0) {
 			st.received++;
@@ -188,8 +200,15 @@ run_probes(int fd, const struct send_opts *o, const void *data, size_t len)
 				cli_error("send: %s", dx_strerror((int)n));
 		}
 		if (seq < o->count)
-			(void)dx_wait(fd, 0, dx_deadline_in(o->interval_ms));
+			(void)dx_wait(-1, 0, dx_deadline_in(o->interval_ms));
 	}
+	if (fd >= 0) {
+		if (buf != NULL)
+			drain_late(fd, buf, &st);
+		dx_close(fd);
+	}
+	if (buf == NULL)
+		return DX_EXIT_FAIL;
 	if (o->count > 1)
 		summary(&st);
 	fflush(stdout);
@@ -307,7 +326,8 @@ cmd_send(int argc, char **argv)
 		                                          : DX_EXIT_FAIL;
 		goto out;
 	}
-	rc = run_probes(fd, &o, data, (size_t)len);
+	rc = run_probes(fd, &ep, &o, data, (size_t)len);
+	fd = -1; /* closed by run_probes() */
 out:
 	if (fd >= 0)
 		dx_close(fd);

@@ -231,6 +231,45 @@ def test_send_ignores_replies_from_another_source(duplex):
     assert p.stdout == b"RIGHT"
 
 
+def test_send_count_never_takes_a_late_or_duplicate_reply(duplex):
+    """S27, deterministic: a fake server answers probe 1 after its
+    timeout, and every probe twice. Probe 1's late answer and the second
+    copies arrive while the next probe waits; each probe has a socket of
+    its own, so every answer printed is the one to its own probe."""
+    with udp_socket() as srv:
+        srv.settimeout(5)
+        errors = []
+
+        def fake_server():
+            try:
+                for i in range(1, 4):
+                    _, client = srv.recvfrom(100)
+                    if i == 1:
+                        time.sleep(0.3)    # after probe 1's 150 ms
+                    for _ in range(2):     # and every answer twice
+                        srv.sendto(b"answer %d" % i, client)
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=fake_server, daemon=True)
+        t.start()
+        p = run(["send", "--count", "3", "--interval", "10ms", "--timeout",
+                 "150ms", "--retries", "0", "--hex",
+                 udp(srv.getsockname()[1]), "q"], timeout=10)
+        t.join(timeout=5)
+    assert not errors, errors
+    out = p.stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].startswith("seq=1 ") and "timed out" in lines[0], out
+    # Each reply line is followed by its hex dump, text on the right.
+    assert lines[1].startswith("seq=2 reply 8 bytes"), out
+    assert lines[2].endswith("|answer 2|"), out
+    assert lines[3].startswith("seq=3 reply 8 bytes"), out
+    assert lines[4].endswith("|answer 3|"), out
+    assert "3 sent, 2 received" in out, out
+    assert p.returncode == 3, p
+
+
 def one_reply_server(sock, reply, errors):
     """Answers the first datagram on SOCK with REPLY, in a thread."""
     def answer():
