@@ -468,6 +468,13 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 			defer_short_of_memory(srv);
 			return;
 		}
+		/* No longer listening: shut down as the server stops (by
+		 * another reactor or the prefork master, before this one saw
+		 * the signal). Watching it would only spin. */
+		if (fd == -EINVAL) {
+			set_paused(srv, 1);
+			return;
+		}
 		if (fd < 0) /* ECONNABORTED, EPROTO, EPERM, network errors */
 			continue;
 		dx_addr_unmap(&peer);
@@ -535,12 +542,36 @@ dx__stream_tick(struct dx_server *srv, int64_t now)
 	return next;
 }
 
+/*
+ * Stopping: a client that connects from now on is refused at once, and
+ * one still in the accept queue is reset, rather than left waiting out
+ * the drain to be reset at the exit. shutdown(SHUT_RD) takes a listening
+ * socket out of the listening state (TCP) or refuses connects to it
+ * (unix) while its descriptor stays open, so no thread or worker that
+ * still holds the number can see it reused. The file of a unix listener
+ * is removed at the exit as before.
+ */
+static void
+refuse_new_clients(struct dx_server *srv)
+{
+	for (size_t i = 0; i < srv->nls; i++) {
+		const struct dx_listener *l = &srv->ls[i];
+
+		if (l->fd < 0 ||
+		    dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
+			continue;
+		if (shutdown(l->fd, SHUT_RD) == 0)
+			dx_trace("shutdown(%d, SHUT_RD) = 0", l->fd);
+	}
+}
+
 void
 dx__stream_stop(struct dx_server *srv)
 {
 	set_paused(srv, 1);
 	if (srv->model->stop != NULL)
 		srv->model->stop(srv);
+	refuse_new_clients(srv);
 	if (srv->model->active(srv) == 0)
 		return;
 	if (!srv->stream_elsewhere) /* else each worker or reactor logs */
