@@ -20,12 +20,14 @@
  * storing errno where the parent reads it once it wakes.
  */
 #include "child.h"
+#include "service/service.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <string.h>
@@ -62,6 +64,7 @@ struct spawn_args {
 	char *const *envp;
 	const int *fds;
 	int newgroup;
+	const struct dx_rlimits *limits;
 	volatile int err; /* errno of the step that failed; 0 if none */
 };
 
@@ -106,12 +109,34 @@ static int __attribute__((no_sanitize_address)) setup_fds(const int fds[3])
  * which would poison and unpoison stack shadow that belongs to the
  * parent's thread.
  */
+/* Sets one limit to VALUE (0: leaves it); the hard limit to HARD. */
+static int __attribute__((no_sanitize_address))
+set_limit(int resource, uint64_t value, uint64_t hard)
+{
+	struct rlimit r = {.rlim_cur = value, .rlim_max = hard};
+
+	return value == 0 ? 0 : setrlimit(resource, &r);
+}
+
+static int __attribute__((no_sanitize_address))
+set_limits(const struct dx_rlimits *l)
+{
+	if (l == NULL)
+		return 0;
+	if (set_limit(RLIMIT_CPU, l->cpu_s, l->cpu_s + 1) < 0 ||
+	    set_limit(RLIMIT_NOFILE, l->files, l->files) < 0 ||
+	    set_limit(RLIMIT_AS, l->memory, l->memory) < 0)
+		return -1;
+	return 0;
+}
+
 static int __attribute__((noreturn, no_sanitize_address)) child_exec(void *arg)
 {
 	struct spawn_args *a = arg;
 
 	reset_signals();
-	if ((a->newgroup && setpgid(0, 0) < 0) || setup_fds(a->fds) < 0) {
+	if ((a->newgroup && setpgid(0, 0) < 0) || set_limits(a->limits) < 0 ||
+	    setup_fds(a->fds) < 0) {
 		a->err = errno;
 	} else {
 		execve(a->argv[0], a->argv, a->envp);
@@ -122,10 +147,10 @@ static int __attribute__((noreturn, no_sanitize_address)) child_exec(void *arg)
 
 int
 dx__spawn(char *const argv[], char *const envp[], const int fds[3],
-          int newgroup, pid_t *pid)
+          int newgroup, const struct dx_rlimits *limits, pid_t *pid)
 {
 	_Alignas(16) unsigned char stack[CHILD_STACK];
-	struct spawn_args a = {argv, envp, fds, newgroup, 0};
+	struct spawn_args a = {argv, envp, fds, newgroup, limits, 0};
 	uint64_t all = ~UINT64_C(0), old = 0;
 	int err = 0;
 

@@ -8,6 +8,8 @@
 
 #include "internal.h"
 
+struct dx_rlimits;
+
 #include <stdio.h>
 
 /*
@@ -40,11 +42,11 @@ int dx__env_add(struct dx_env *env, const char *name, const char *value);
  * no other descriptor open, default signal dispositions, an empty signal
  * mask, and ENVP. With NEWGROUP it leads a process group of its own (so
  * a timeout can end it with its children); otherwise it stays in the
- * caller's. Returns 0 and the child's pid, or -errno (the program could
- * not be started).
+ * caller's. LIMITS (or NULL) are set before the program starts. Returns 0
+ * and the child's pid, or -errno (the program could not be started).
  */
 int dx__spawn(char *const argv[], char *const envp[], const int fds[3],
-              int newgroup, pid_t *pid);
+              int newgroup, const struct dx_rlimits *limits, pid_t *pid);
 
 /*
  * Adds UNIXREMOTEEUID, UNIXREMOTEEGID and UNIXREMOTEPID from the unix

@@ -51,6 +51,12 @@ void cli_trace_to_stderr(void);
  */
 long long cli_parse_duration(const char *text);
 
+/*
+ * Parses a size: a whole number of bytes with an optional binary unit K,
+ * M or G ("65536", "64M"). Returns the bytes, or -1 for bad text.
+ */
+long long cli_parse_size(const char *text);
+
 /* Strict parse of a count in [LO, HI]; returns 0 or -1 for bad text. */
 int cli_parse_count(const char *text, long long lo, long long hi,
                     long long *out);

@@ -13,9 +13,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -76,6 +78,13 @@ static const char usage[] =
         "  --quotes FILE             qotd quotations, separated by '%' lines\n"
         "  --exec-timeout DURATION   kill an exec: run after this (default "
         "10s)\n"
+        "  --exec-cpu DURATION       exec: programs' CPU time limit "
+        "(RLIMIT_CPU;\n"
+        "                            SIGXCPU, then SIGKILL a second later)\n"
+        "  --exec-files N            exec: programs' descriptor limit\n"
+        "                            (RLIMIT_NOFILE)\n"
+        "  --exec-memory SIZE        exec: programs' address space limit\n"
+        "                            (RLIMIT_AS; e.g. 256M)\n"
         "  --trace                   print every socket call on stderr\n"
         "  -v, --verbose             log every dropped datagram\n"
         "  -q, --quiet               log errors only\n"
@@ -145,6 +154,9 @@ static const struct option long_opts[] = {
         {"budget-bytes", required_argument, NULL, 'B'},
         {"quotes", required_argument, NULL, 'Q'},
         {"exec-timeout", required_argument, NULL, 'T'},
+        {"exec-cpu", required_argument, NULL, 'C'},
+        {"exec-files", required_argument, NULL, 'F'},
+        {"exec-memory", required_argument, NULL, 'X'},
         {"trace", no_argument, NULL, 't'},
         {"model", required_argument, NULL, 'M'},
         {"max-conns", required_argument, NULL, 'c'},
@@ -268,6 +280,59 @@ apply_number(int c, struct dx_server *srv)
 	return 0;
 }
 
+/*
+ * --exec-cpu, --exec-files, --exec-memory: a limit for exec: programs, no
+ * higher than the server's own hard limit (which it could not give).
+ */
+static int
+apply_rlimit(int c, struct dx_server *srv)
+{
+	static const struct {
+		int opt, resource;
+		const char *name, *expect;
+	} map[] = {
+	        {'C', RLIMIT_CPU, "exec-cpu", "a duration of 1s or more"},
+	        {'F', RLIMIT_NOFILE, "exec-files", "a count of 1 or more"},
+	        {'X', RLIMIT_AS, "exec-memory", "a size, e.g. 256M"},
+	};
+	struct dx_rlimits *lim = &srv->exec_rlimits;
+	struct rlimit hard;
+	long long v = -1;
+	size_t i = 0;
+
+	while (map[i].opt != c)
+		i++;
+	if (c == 'C') {
+		long long ms = cli_parse_duration(optarg);
+		v = ms >= 1000 ? (ms + 999) / 1000 : -1; /* whole seconds */
+	} else if (c == 'F') {
+		if (cli_parse_count(optarg, 1, INT_MAX, &v) < 0)
+			v = -1;
+	} else {
+		v = cli_parse_size(optarg);
+	}
+	if (v <= 0) {
+		cli_error("bad value '%s' for --%s (expected %s)", optarg,
+		          map[i].name, map[i].expect);
+		return -1;
+	}
+	if (getrlimit(map[i].resource, &hard) == 0 &&
+	    hard.rlim_max != RLIM_INFINITY &&
+	    (rlim_t)v + (c == 'C') > hard.rlim_max) {
+		cli_error("--%s %s is above this process's hard limit (%llu)",
+		          map[i].name, optarg,
+		          (unsigned long long)hard.rlim_max);
+		return -1;
+	}
+	if (c == 'C')
+		lim->cpu_s = (uint64_t)v;
+	else if (c == 'F')
+		lim->files = (uint64_t)v;
+	else
+		lim->memory = (uint64_t)v;
+	return 0;
+}
+
 /* Applies one option; returns 0, 1 for --help, or -1 after an error. */
 static int
 apply_option(int c, struct dx_server *srv, struct serve_opts *o)
@@ -306,6 +371,10 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 		}
 		cli_error("bad duration '%s' (e.g. 500ms, 10s, 2m)", optarg);
 		return -1;
+	case 'C':
+	case 'F':
+	case 'X':
+		return apply_rlimit(c, srv);
 	case 't':
 		cli_trace_to_stderr();
 		return 0;

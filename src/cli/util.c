@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,28 @@ cli_parse_count(const char *text, long long lo, long long hi, long long *out)
 		return -1;
 	*out = value;
 	return 0;
+}
+
+long long
+cli_parse_size(const char *text)
+{
+	static const char units[] = "KMG";
+	long long n;
+	char *end;
+	const char *u;
+	int shift;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -1;
+	errno = 0;
+	n = strtoll(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end == '\0')
+		return n;
+	u = strchr(units, *end);
+	if (u == NULL || end[1] != '\0')
+		return -1;
+	shift = 10 * (int)(u - units + 1);
+	return n > (LLONG_MAX >> shift) ? -1 : n << shift;
 }

@@ -87,7 +87,7 @@ dx__exec_stream(const struct dx_server *srv, const struct dx_listener *l,
 		err = dx__set_nonblock(fd, 0);
 	if (err == 0)
 		err = dx__spawn(l->conf.argv, env.vars, (int[3]){fd, fd, 2},
-		                newgroup, &pid);
+		                newgroup, &l->conf.rlimits, &pid);
 	if (err < 0) {
 		dx_close(fd);
 		return DX_END_ERROR;

@@ -814,7 +814,8 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 		err = dx__set_nonblock(s->c.fd, 0);
 	if (err == 0)
 		err = dx__spawn(l->conf.argv, env.vars,
-		                (int[3]){s->c.fd, s->c.fd, 2}, 1, &s->pid);
+		                (int[3]){s->c.fd, s->c.fd, 2}, 1,
+		                &l->conf.rlimits, &s->pid);
 	if (err == 0) {
 		s->pidfd = dx__pidfd_open(s->pid);
 		err = s->pidfd < 0 ? s->pidfd : 0;

@@ -149,6 +149,7 @@ dx__server_add(struct dx_server *srv, const char *service, const char *endpoint,
 	if (err < 0)
 		return err;
 	l->conf.exec_timeout_ms = srv->exec_timeout_ms;
+	l->conf.rlimits = srv->exec_rlimits;
 	l->conf.quotes = srv->quotes;
 	l->guard = guard;
 	snprintf(l->name, sizeof(l->name), "%s", service);

@@ -175,6 +175,7 @@ struct dx_server {
 	void *log_ctx;
 	int verbosity; /* the highest dx_log_level printed */
 	int64_t exec_timeout_ms;
+	struct dx_rlimits exec_rlimits;     /* exec: the programs' limits */
 	double budget_dgrams, budget_bytes; /* per source per second */
 	const struct dx_quotes *quotes;
 	struct dx_guard guard;

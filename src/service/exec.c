@@ -37,7 +37,7 @@ start(const struct dx_dgram_req *req, struct run *run)
 	if (err == 0)
 		err = dx__spawn(req->conf->argv, env.vars,
 		                (int[3]){in[0], out[1], STDERR_FILENO}, 1,
-		                &run->pid);
+		                &req->conf->rlimits, &run->pid);
 	if (err == 0) {
 		run->pidfd = dx__pidfd_open(run->pid);
 		err = run->pidfd < 0 ? run->pidfd : 0;

@@ -43,6 +43,18 @@
 struct dx_quotes;
 
 /*
+ * Resource limits an exec: program starts under, set between fork and
+ * execve; 0 leaves a limit as the server's own. Soft and hard limit are
+ * the same, but for CPU time, where SIGXCPU at the limit is followed by
+ * SIGKILL one second later for a program that ignores it.
+ */
+struct dx_rlimits {
+	uint64_t cpu_s;  /* RLIMIT_CPU, seconds */
+	uint64_t files;  /* RLIMIT_NOFILE */
+	uint64_t memory; /* RLIMIT_AS, bytes */
+};
+
+/*
  * How one service is configured on one listener: what the table row does
  * not fix. Owned by the server's configuration.
  */
@@ -50,6 +62,7 @@ struct dx_service_conf {
 	const struct dx_service *svc;
 	char **argv;                    /* exec: program and arguments */
 	int64_t exec_timeout_ms;        /* exec: kill the run after this */
+	struct dx_rlimits rlimits;      /* exec: the program's limits */
 	const struct dx_quotes *quotes; /* qotd: the quotations */
 };
 

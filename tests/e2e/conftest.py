@@ -57,9 +57,13 @@ def need(program):
 # ---------------------------------------------------------------------------
 
 
-# Options of duplex serve that take their value as the next argument.
-_SERVE_VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes",
-                     "--exec-timeout"}
+# Every option of duplex serve that takes its value as the next argument.
+SERVE_VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes",
+                    "--exec-timeout", "--exec-cpu", "--exec-files",
+                    "--exec-memory", "--model", "--max-conns", "--per-source",
+                    "--rate", "--idle", "--lifetime", "--write-timeout",
+                    "--linger", "--drain", "--allow", "--deny", "--user",
+                    "--group", "--mode", "--backlog", "--workers"}
 _SERVING_RE = re.compile(r"^serving (.+) on (udp|unixgram|tcp|unix)://(.*)$")
 _DROPS_RE = re.compile(r"counters: no reply:((?: [a-z-]+=\d+)*)\s*$")
 _SERVED_RE = re.compile(r"counters: (.+) on ((?:udp|unixgram|tcp|unix)://.*)"
@@ -76,7 +80,7 @@ def count_pairs(args):
     for a in args:
         if skip:
             skip = False
-        elif a in _SERVE_VALUE_OPTS:
+        elif a in SERVE_VALUE_OPTS:
             skip = True
         elif a.startswith("-") and a != "-":
             continue

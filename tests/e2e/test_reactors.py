@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import run
-from test_tcp_server import (SLOW, children, connect, npairs, read_to_end,
+from conftest import count_pairs, run
+from test_tcp_server import (SLOW, children, connect, read_to_end,
                              recv_exactly, script, wait_for)
 
 BALANCES = ["exclusive", "reuseport"]
@@ -37,7 +37,7 @@ def start(serve, *args, balance="exclusive", workers=2):
     args = ["--model", "epoll", *(str(a) for a in args)]
     if workers is not None:
         args += ["--workers", str(workers)]
-    return serve(*args, env=env_for(balance), listeners=npairs(args))
+    return serve(*args, env=env_for(balance), listeners=count_pairs(args))
 
 
 def threads(pid):

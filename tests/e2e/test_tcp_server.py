@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from conftest import (accept_queue, chargen_pattern, duplex_path,
+from conftest import (accept_queue, chargen_pattern, count_pairs, duplex_path,
                       have_ipv6_loopback, is_root, need, run, thread_ids)
 
 RFC868_OFFSET = 2208988800
@@ -46,27 +46,6 @@ needs_ipv6 = pytest.mark.skipif(not have_ipv6_loopback(),
 # Helpers (shared with test_tcp_limits.py)
 # ---------------------------------------------------------------------------
 
-# Every option of duplex serve that takes its value as the next argument.
-VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes", "--exec-timeout",
-              "--model", "--max-conns", "--per-source", "--rate", "--idle",
-              "--lifetime", "--write-timeout", "--linger", "--drain",
-              "--allow", "--deny", "--user", "--group", "--mode",
-              "--backlog"}
-
-
-def npairs(args):
-    """The number of SERVICE ENDPOINT pairs among duplex serve ARGS."""
-    positional, skip = 0, False
-    for a in args:
-        if skip:
-            skip = False
-        elif a in VALUE_OPTS:
-            skip = True
-        elif not (a.startswith("-") and a != "-"):
-            positional += 1
-    return positional // 2
-
-
 # The model under test: make check runs this suite once per model.
 MODEL = os.environ.get("DUPLEX_MODEL", "fork")
 # Sanitizer builds run slower: make check SANITIZE=... scales the grace
@@ -76,14 +55,13 @@ SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
 
 def start(serve, *args, **kw):
     """serve(*ARGS) on the model under test, with the listener count
-    worked out for the stream options too (conftest's count knows only the
-    datagram ones). A prefork server is returned once its workers serve
+    worked out from ARGS and the model added. A prefork server is returned once its workers serve
     (the master forks them when its loop starts, after the 'serving'
     lines), so that what a test observes of them is there from the start."""
     args = [str(a) for a in args]
     if "--model" not in args:
         args += ["--model", MODEL]
-    kw.setdefault("listeners", npairs(args))
+    kw.setdefault("listeners", count_pairs(args))
     srv = serve(*args, **kw)
     if model_of(srv) == "prefork":
         n = int(args[args.index("--workers") + 1]) if "--workers" in args \
@@ -848,6 +826,54 @@ def test_exec_child_env_is_exactly_the_whitelist(hygiene):
     assert got["TCPREMOTEIP"] == "127.0.0.1"
     assert got["TCPREMOTEPORT"] == str(hygiene["cport"])
     assert got["TCPCONNNUM"] == "1"
+
+
+LIMITS = 'echo "$(ulimit -n) $(ulimit -Hn) $(ulimit -t) $(ulimit -v)"\n'
+
+
+def test_exec_program_runs_under_the_configured_limits(serve, tmp_path):
+    """S36: --exec-files, --exec-cpu and --exec-memory are the program's
+    RLIMIT_NOFILE (soft and hard), RLIMIT_CPU and RLIMIT_AS."""
+    prog = script(tmp_path, "limits.sh", LIMITS)
+    srv = start(serve, "--exec-files", "77", "--exec-cpu", "3s",
+                "--exec-memory", "512M", f"exec:{prog}",
+                "tcp://127.0.0.1:0")
+    with connect(srv.addr()) as s:
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_end(s) == (b"77 77 3 524288\n", "eof")
+
+
+def test_exec_cpu_limit_ends_a_busy_program(serve, tmp_path):
+    """S36: a program that only burns CPU, with --exec-cpu 1s, is ended
+    by SIGXCPU within 2 s (long before --exec-timeout), its connection
+    closed, and the signal logged."""
+    prog = script(tmp_path, "busy.sh", "exec yes >/dev/null\n")
+    srv = start(serve, "--exec-cpu", "1s", "--exec-timeout", "30s",
+                f"exec:{prog}", "tcp://127.0.0.1:0")
+    t0 = time.monotonic()
+    with connect(srv.addr()) as s:
+        data, how = read_to_end(s, timeout=10)
+    took = time.monotonic() - t0
+    assert how in ("eof", "reset") and data == b"", (how, data)
+    assert took < 2 * SLOW, f"ended after {took:.2f} s"
+    wait_for(lambda: "SIGXCPU" in srv.stderr(), 2 * SLOW,
+             what="the SIGXCPU logged")
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--exec-files", "0"], "'0' for --exec-files"),
+    (["--exec-files", "many"], "'many' for --exec-files"),
+    (["--exec-cpu", "200ms"], "'200ms' for --exec-cpu"),
+    (["--exec-memory", "12Q"], "'12Q' for --exec-memory"),
+    (["--exec-files", "2147483647"], "--exec-files 2147483647 is above"),
+])
+def test_bad_exec_limit_exits_2_with_one_line(duplex, args, names):
+    p = run(["serve", *args, "exec:/bin/cat", "tcp://127.0.0.1:0"],
+            timeout=5)
+    assert p.returncode == 2, p
+    lines = p.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and names in lines[0], lines
+    assert b"serving" not in p.stdout
 
 
 def test_exec_hygiene_holds_while_other_connections_run(serve, tmp_path):

@@ -466,6 +466,17 @@ def test_exec_cat_echoes(serve):
     assert exchange(srv.addr(), b"again") == b"again"
 
 
+def test_exec_program_runs_under_the_configured_limits(serve, tmp_path):
+    """S36 for the datagram exec: the run's RLIMIT_NOFILE and RLIMIT_CPU
+    are --exec-files and --exec-cpu."""
+    prog = tmp_path / "limits.sh"
+    prog.write_text('#!/bin/sh\necho "$(ulimit -n) $(ulimit -t)"\n')
+    prog.chmod(0o755)
+    srv = serve("--exec-files", "55", "--exec-cpu", "2s", f"exec:{prog}",
+                "udp://127.0.0.1:0")
+    assert exchange(srv.addr(), b"x") == b"55 2\n"
+
+
 def test_exec_cat_largest_datagram(serve):
     srv = serve("exec:/bin/cat", "udp://127.0.0.1:0")
     data = random.Random(7).randbytes(DGRAM_MAX)
