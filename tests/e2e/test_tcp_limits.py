@@ -112,20 +112,65 @@ def test_thousand_broken_clients_leave_no_zombies_and_no_fds(
     assert (got, end) == (b"a whole line\n", "eof")
 
 
-def test_thousand_chargen_resets_do_not_kill_the_server(serve):
-    """SIGPIPE: 1,000 chargen clients read 1 byte and reset."""
-    srv = start(serve, "chargen", "tcp://127.0.0.1:0", "--drain", "1s")
+@pytest.mark.parametrize("service", ["chargen", "echo"])
+def test_thousand_resets_do_not_kill_the_server(serve, service):
+    """S24, SIGPIPE: 1,000 clients read 1 byte and reset (echo's send
+    64 KiB first, so the server is writing when the reset comes). Same
+    processes after, descriptors back to where they were, and no
+    EPIPE/ECONNRESET in the log at the default level."""
+    srv = start(serve, service, "tcp://127.0.0.1:0", "--drain", "1s")
     pids = server_pids(srv)  # prefork: a worker's death counts too
+    fds = server_fd_count(srv)
     t0 = time.monotonic()
     for i in range(1000):
         s = connect(srv.addr())
+        if service == "echo":
+            s.sendall(bytes(65536))
         assert len(s.recv(1)) == 1
         rst_close(s)
         assert time.monotonic() - t0 < 60, f"1,000 resets: stuck at {i}"
     wait_no_children(srv, 30)
     assert srv.running() and server_pids(srv) == pids
+    wait_for(lambda: server_fd_count(srv) == fds, 2 * SLOW,
+             what=f"the server's descriptors back to {fds}")
+    log = srv.stderr()
+    assert "Broken pipe" not in log and "reset by peer" not in log, log
     with connect(srv.addr()) as s:
-        assert len(recv_exactly(s, 7400)) == 7400
+        if service == "echo":
+            s.sendall(b"still here\n")
+            assert recv_exactly(s, 11) == b"still here\n"
+        else:
+            assert len(recv_exactly(s, 7400)) == 7400
+
+
+def time_wait_count(port):
+    """Sockets in TIME_WAIT with local port PORT (IPv4 and IPv6)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                col = line.split()
+                if col[3] == "06" and int(col[1].split(":")[1], 16) == port:
+                    n += 1
+    return n
+
+
+def test_restart_binds_at_once_beside_time_wait(serve):
+    """S25: after 1,000 daytime connections (the server closes first, so
+    its side holds them in TIME_WAIT) and a SIGTERM, a new server binds the
+    same port on its first try and serves."""
+    srv = start(serve, "daytime", "tcp://127.0.0.1:0")
+    port = srv.port()
+    for i in range(1000):
+        with connect(srv.addr()) as s:
+            assert read_to_end(s)[1] == "eof", f"connection {i}"
+    assert srv.stop() == 0
+    assert time_wait_count(port) > 0, "no TIME_WAIT: the test shows nothing"
+    again = start(serve, "daytime", f"tcp://127.0.0.1:{port}")
+    with connect(again.addr()) as s:
+        data, how = read_to_end(s)
+    assert how == "eof" and data.endswith(b"\r\n"), (data, how)
 
 
 # ---------------------------------------------------------------------------
