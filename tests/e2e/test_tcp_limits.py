@@ -1269,3 +1269,71 @@ def test_eintr_in_every_wait_loses_nothing(serve):
     echo_checks(srv, 8)
     assert srv.running()
 
+
+
+# ---------------------------------------------------------------------------
+# S15: slowloris
+# ---------------------------------------------------------------------------
+
+def test_slowloris_is_closed_by_lifetime_and_others_are_served(serve):
+    """S15, scaled to CI: 500 connections each dripping a byte a second
+    (so --idle 2s never fires) are all closed by --lifetime 4s within
+    lifetime + 2 s, while 100 ordinary clients in the meantime are all
+    served, p99 under 200 ms."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--idle", "2s",
+                "--lifetime", "4s", "--max-conns", "1000")
+    t0 = time.monotonic()
+    drip = [connect(srv.addr(), timeout=5) for _ in range(500)]
+    closed, stop = {}, threading.Event()
+
+    def dripper():
+        with selectors.DefaultSelector() as sel:
+            for i, s in enumerate(drip):
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ, i)
+            next_drip = time.monotonic()
+            while len(closed) < len(drip) and not stop.is_set():
+                if time.monotonic() >= next_drip:
+                    next_drip += 1.0
+                    for i, s in enumerate(drip):
+                        if i not in closed:
+                            try:
+                                s.send(b".")
+                            except OSError:
+                                pass
+                for key, _ in sel.select(0.05):
+                    try:
+                        data = key.fileobj.recv(4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        closed[key.data] = time.monotonic() - t0
+                        sel.unregister(key.fileobj)
+
+    t = threading.Thread(target=dripper, daemon=True)
+    t.start()
+    rtts, served = [], 0
+    for i in range(100):
+        a = time.monotonic()
+        try:
+            with connect(srv.addr(), timeout=2) as c:
+                c.sendall(b"probe %d\n" % i)
+                ok = recv_exactly(c, len(b"probe %d\n" % i), timeout=2) \
+                    == b"probe %d\n" % i
+        except OSError:
+            ok = False
+        rtts.append(time.monotonic() - a)
+        served += ok
+        time.sleep(0.02)
+    t.join(timeout=12 * SLOW)
+    stop.set()
+    for s in drip:
+        s.close()
+    rtts.sort()
+    assert served == 100, f"{served} of 100 ordinary clients served"
+    assert rtts[98] < 0.2 * SLOW, f"probe p99 {rtts[98] * 1000:.0f} ms"
+    assert len(closed) == 500, f"{500 - len(closed)} drips still open"
+    last = max(closed.values())
+    assert last <= 6 * SLOW, f"the last drip closed at {last:.1f} s"
