@@ -186,6 +186,8 @@ make_reactor(struct dx_server *main, struct reactor *rc)
 	r->exclusive = 1; /* harmless on a socket only it watches */
 	/* With one listener for all, reactors keep to their share. */
 	r->loops = main->reuseport ? 0 : rc->st->n;
+	if (r->loops > 1) /* each starts watching the shared listeners */
+		atomic_store(&r->src->watching, (int)r->loops);
 	r->accepted = 0;
 	rc->log = main->log;
 	rc->log_ctx = main->log_ctx;

@@ -126,6 +126,8 @@ struct dx_sources {
 	size_t cap;
 	/* Changed under the lock; atomic because limits read it without. */
 	_Atomic size_t total;
+	/* Reactors sharing a listener: how many watch it now (over_share). */
+	_Atomic int watching;
 	pthread_mutex_t *lock;
 	double rate_tokens;
 	int64_t rate_ms;
