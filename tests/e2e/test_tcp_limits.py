@@ -1425,3 +1425,62 @@ def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
     assert tcp_states(port).get("08", 0) == 0, "sockets left in CLOSE_WAIT"
     print(f"{MODEL}: {n} idle in {took:.2f} s, RSS +{grown} KiB, "
           f"probe p99 {rtts[98] * 1000:.1f} ms")
+
+
+def tree_cpu_seconds(srv):
+    """CPU of the serving processes and all their children, live or
+    reaped: each one's utime and stime, the reaped ones' in cutime and
+    cstime."""
+    ticks = 0
+    for pid in server_pids(srv):
+        st = proc_stat(pid)
+        ticks += sum(int(st[i]) for i in (11, 12, 13, 14))
+    for pid, _ in conn_children(srv):
+        st = proc_stat(pid)
+        if st is not None:
+            ticks += int(st[11]) + int(st[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_hundred_chargen_clients_that_never_read(serve):
+    """S16: 100 chargen clients connect and never read (4 KiB receive
+    buffers). With --write-timeout 2s every one is closed within 4 s,
+    logged as write-timeout; the serving processes' RSS grows less than
+    16 MiB; while they wait with full buffers (from 1 s to 1.8 s, before
+    the first close), the whole tree, children included, uses under 5% of
+    a core; no child is left."""
+    # A sanitizer build fills the buffers slower: every time scales.
+    srv = start(serve, "chargen", "tcp://127.0.0.1:0", "--write-timeout",
+                f"{int(2 * SLOW)}s", "-v")
+    rss0 = vm_rss_kib(server_pids(srv))
+    socks, peak, cpu = [], 0, {}
+    try:
+        for _ in range(100):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect(srv.addr())
+            socks.append(s)
+        t0 = time.monotonic()
+        while srv.stderr().count("ended: write-timeout") < 100:
+            peak = max(peak, vm_rss_kib(server_pids(srv)) - rss0)
+            waited = time.monotonic() - t0
+            for mark in (1.0, 1.8):
+                if (mark not in cpu and waited >= mark * SLOW
+                        and "ended: write-timeout" not in srv.stderr()):
+                    cpu[mark] = (tree_cpu_seconds(srv), time.monotonic())
+            assert time.monotonic() - t0 < 4 * SLOW, (
+                f"{srv.stderr().count('ended: write-timeout')} of 100 "
+                "closed within 4 s")
+            time.sleep(0.05)
+    finally:
+        for s in socks:
+            s.close()
+    wait_no_children(srv, 5 * SLOW)
+    assert peak < 16 << 10, f"RSS grew {peak} KiB"
+    assert set(cpu) == {1.0, 1.8}, f"closed before 1.8 s: {cpu}"
+    used, span = cpu[1.8][0] - cpu[1.0][0], cpu[1.8][1] - cpu[1.0][1]
+    # Ticks are 10 ms: two more are allowed beside the 5%.
+    assert used <= 0.05 * span * SLOW + 0.02, (
+        f"{used:.2f} s of CPU in {span:.2f} s of waiting")
+    assert srv.running()
