@@ -739,7 +739,8 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
     server's output waits, it stops reading (the client's sends block),
     and --write-timeout 1s closes the connection within the timeout and
     a second of slack from then, logged as write-timeout, while the
-    server keeps serving."""
+    server keeps serving: echo probes meanwhile answer with p99 under
+    50 ms, and the serving processes' RSS grows less than 16 MiB."""
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--write-timeout", "1s",
                 "-v")
     s = socket.socket()
@@ -751,7 +752,13 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
         s.setblocking(False)
         t0 = time.monotonic()
         blocked = closed = None
+        rss0, grown, rtts = vm_rss_kib(server_pids(srv)), 0, []
         while closed is None and time.monotonic() - t0 < 10:
+            if blocked is not None and len(rtts) < 50:
+                a = time.monotonic()
+                assert_echoes(srv)
+                rtts.append(time.monotonic() - a)
+                grown = max(grown, vm_rss_kib(server_pids(srv)) - rss0)
             try:
                 s.send(chunk)
             except BlockingIOError:
@@ -771,6 +778,10 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
             "reading")
     finally:
         s.close()
+    rtts.sort()
+    assert rtts, "no probe while the server held the writer back"
+    assert rtts[int(len(rtts) * 0.99)] < 0.05 * SLOW, rtts[-3:]
+    assert grown < 16 << 10, f"RSS grew {grown} KiB"
     wait_for(lambda: "ended: write-timeout" in srv.stderr(), 2,
              what="the end logged as write-timeout")
     assert srv.running()
