@@ -64,6 +64,9 @@ static const char usage[] =
         "  --allow RULE, --deny RULE access rules, first match wins: an IPv4 "
         "or\n"
         "                            IPv6 address or CIDR, uid:N or gid:N\n"
+        "  --rules FILE              more rules, a line each ('allow RULE',\n"
+        "                            'deny RULE', '#' comments), after those\n"
+        "                            above; read again on SIGHUP\n"
         "  --user USER, --group GROUP  drop privileges after binding\n"
         "  --mode OCTAL              permissions of unix socket files\n"
         "  --backlog N               listen backlog (default 1024)\n"
@@ -169,6 +172,7 @@ static const struct option long_opts[] = {
         {"drain", required_argument, NULL, 'D'},
         {"allow", required_argument, NULL, 'A'},
         {"deny", required_argument, NULL, 'd'},
+        {"rules", required_argument, NULL, 'R'},
         {"user", required_argument, NULL, 'u'},
         {"group", required_argument, NULL, 'g'},
         {"mode", required_argument, NULL, 'm'},
@@ -223,6 +227,9 @@ apply_stream_option(int c, struct dx_server *srv, struct serve_opts *o)
 		cli_error("bad rule for --%s: %s", c == 'A' ? "allow" : "deny",
 		          why);
 		return -1;
+	case 'R':
+		srv->rules_file = optarg;
+		return 0;
 	case 'u':
 		o->user = optarg;
 		return 0;
@@ -340,7 +347,7 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 	char why[256];
 	long long ms;
 
-	if (strchr("McprILWlDAdugmkn", c) != NULL && c != 0)
+	if (strchr("McprILWlDAdRugmkn", c) != NULL && c != 0)
 		return apply_stream_option(c, srv, o);
 	switch (c) {
 	case 'G':
@@ -576,6 +583,17 @@ cmd_serve(int argc, char **argv)
 		int r = apply_option(c, srv, &o);
 		if (r != 0) {
 			rc = r > 0 ? DX_EXIT_OK : DX_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (srv->rules_file != NULL) {
+		char why[512];
+
+		srv->rules_cli = srv->rules;
+		if (dx__rules_load(&srv->rules, srv->rules_file, why,
+		                   sizeof(why)) < 0) {
+			cli_error("%s", why);
+			rc = DX_EXIT_USAGE;
 			goto out;
 		}
 	}

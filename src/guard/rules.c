@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -251,6 +252,117 @@ dx__rules_add(struct dx_rules *rules, int allow, const char *text, char *why,
 	rules->r[rules->n++] = rule;
 	rules->n_allow += rule.allow;
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Rules files
+ * ------------------------------------------------------------------------ */
+
+/* Cuts the word at *P (blanks skipped before it); returns it. */
+static char *
+next_word(char **p)
+{
+	char *w = *p + strspn(*p, " \t\r"), *e = w + strcspn(w, " \t\r");
+
+	*p = *e != '\0' ? e + 1 : e;
+	*e = '\0';
+	return w;
+}
+
+/* Parses one line (no newline) into NEXT; NAME:LINENO for errors. */
+static int
+parse_line(struct dx_rules *next, char *line, const char *name, unsigned lineno,
+           char *why, size_t whylen)
+{
+	char *p = line, *verb, *rule, reason[256];
+	int rc;
+
+	verb = next_word(&p);
+	if (*verb == '\0' || *verb == '#')
+		return 0;
+	rule = next_word(&p);
+	if ((strcmp(verb, "allow") != 0 && strcmp(verb, "deny") != 0) ||
+	    *rule == '\0' || *next_word(&p) != '\0')
+		return dx__why(why, whylen, -DX_ERULE,
+		               "%s:%u: expected 'allow RULE' or 'deny RULE'",
+		               name, lineno);
+	rc = dx__rules_add(next, strcmp(verb, "allow") == 0, rule, reason,
+	                   sizeof(reason));
+	if (rc < 0)
+		return dx__why(why, whylen, rc, "%s:%u: %s", name, lineno,
+		               reason);
+	return 0;
+}
+
+int
+dx__rules_parse(struct dx_rules *rules, const char *text, const char *name,
+                char *why, size_t whylen)
+{
+	struct dx_rules *next = malloc(sizeof(*next));
+	char line[256];
+	unsigned lineno = 0;
+	int rc = 0;
+
+	if (next == NULL)
+		return dx__why(why, whylen, -ENOMEM, "%s: out of memory", name);
+	*next = *rules;
+	while (rc == 0 && *text != '\0') {
+		size_t len = strcspn(text, "\n");
+
+		lineno++;
+		if (len >= sizeof(line))
+			rc = dx__why(why, whylen, -DX_ERULE,
+			             "%s:%u: line too long", name, lineno);
+		if (rc == 0) {
+			memcpy(line, text, len);
+			line[len] = '\0';
+			rc = parse_line(next, line, name, lineno, why, whylen);
+		}
+		text += len + (text[len] == '\n');
+	}
+	if (rc == 0)
+		*rules = *next;
+	free(next);
+	return rc;
+}
+
+#define RULES_FILE_MAX 65536
+
+int
+dx__rules_load(struct dx_rules *rules, const char *path, char *why,
+               size_t whylen)
+{
+	char *text = malloc(RULES_FILE_MAX + 1);
+	size_t n = 0;
+	int rc = 0;
+	FILE *f;
+
+	if (text == NULL)
+		return dx__why(why, whylen, -ENOMEM, "%s: out of memory", path);
+	f = fopen(path, "re");
+	if (f == NULL) {
+		rc = dx__why(why, whylen, dx__neg_errno(), "%s: %s", path,
+		             strerror(errno));
+	} else {
+		n = fread(text, 1, RULES_FILE_MAX + 1, f);
+		if (ferror(f))
+			rc = dx__why(why, whylen, -EIO, "%s: cannot read it",
+			             path);
+		else if (n > RULES_FILE_MAX)
+			rc = dx__why(why, whylen, -EFBIG,
+			             "%s: larger than %d bytes", path,
+			             RULES_FILE_MAX);
+		fclose(f);
+	}
+	if (rc == 0 && memchr(text, '\0', n) != NULL)
+		rc = dx__why(why, whylen, -DX_ERULE, "%s: not a text file",
+		             path);
+	if (rc == 0) {
+		text[n] = '\0';
+		rc = dx__rules_parse(rules, text, path, why, whylen);
+	}
+	free(text);
+	return rc;
 }
 
 /* ------------------------------------------------------------------------

@@ -61,6 +61,24 @@ int dx__rules_add(struct dx_rules *rules, int allow, const char *text,
                   char *why, size_t whylen);
 
 /*
+ * Appends the rules written in TEXT, one per line: "allow RULE" or "deny
+ * RULE", RULE as dx__rules_add() takes it; blank lines and lines whose
+ * first non-blank is '#' are skipped, blanks around the words ignored.
+ * NAME names TEXT in WHY ("NAME:LINE: ..."). Returns 0, or a negative
+ * error (-DX_ERULE, -E2BIG) with RULES unchanged.
+ */
+int dx__rules_parse(struct dx_rules *rules, const char *text, const char *name,
+                    char *why, size_t whylen);
+
+/*
+ * Reads the file PATH (at most 64 KiB) and appends its rules as
+ * dx__rules_parse() does. Returns 0, or a negative error with RULES
+ * unchanged and WHY naming the file.
+ */
+int dx__rules_load(struct dx_rules *rules, const char *path, char *why,
+                   size_t whylen);
+
+/*
  * Decides for a peer with address PEER and, for a unix-socket peer, the
  * SO_PEERCRED credentials CRED (NULL when unknown). An IPv4-mapped IPv6
  * peer is matched as the IPv4 peer it is. IP rules match only IP peers of

@@ -607,6 +607,38 @@ dx__stream_stop(struct dx_server *srv)
 	srv->stop_deadline = dx_now_ms() + srv->drain_ms;
 }
 
+void
+dx__stream_reload(struct dx_server *srv)
+{
+	struct dx_rules *next;
+	char why[512];
+
+	if (srv->rules_file == NULL) {
+		dx__log(srv, DX_LOG_INFO, "SIGHUP: no --rules file to read");
+		return;
+	}
+	next = malloc(sizeof(*next));
+	if (next == NULL) {
+		dx__log(srv, DX_LOG_ERROR,
+		        "SIGHUP: out of memory; the rules "
+		        "in force stay");
+		return;
+	}
+	*next = srv->rules_cli;
+	if (dx__rules_load(next, srv->rules_file, why, sizeof(why)) < 0) {
+		dx__log(srv, DX_LOG_ERROR,
+		        "SIGHUP: %s; the rules in force stay", why);
+	} else {
+		srv->rules = *next;
+		dx__log(srv, DX_LOG_INFO,
+		        "rules read again from %s: %zu in all", srv->rules_file,
+		        srv->rules.n);
+	}
+	free(next);
+	if (srv->model->reload != NULL)
+		srv->model->reload(srv);
+}
+
 uint32_t
 dx__stream_source_count(struct dx_server *srv, const uint8_t key[16])
 {

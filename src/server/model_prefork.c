@@ -388,6 +388,17 @@ prefork_stop(struct dx_server *srv)
 	prefork_terminate(srv, SIGTERM);
 }
 
+/* SIGHUP: each worker reads the rules file again for itself. */
+static void
+prefork_reload(struct dx_server *srv)
+{
+	struct prefork_state *st = srv->model_state;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].pid > 0)
+			kill(st->w[i].pid, SIGHUP);
+}
+
 static void
 prefork_free(struct dx_server *srv)
 {
@@ -410,6 +421,7 @@ const struct dx_model dx__model_prefork = {
         .tick = prefork_tick,
         .active = prefork_active,
         .stop = prefork_stop,
+        .reload = prefork_reload,
         .terminate = prefork_terminate,
         .counters = prefork_counters,
         .free = prefork_free,

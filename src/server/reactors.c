@@ -375,6 +375,17 @@ reactors_stop(struct dx_server *srv)
 			send_signal(&st->r[k], sig);
 }
 
+/* SIGHUP: each reactor reads the rules file again for itself. */
+static void
+reactors_reload(struct dx_server *srv)
+{
+	struct reactors_state *st = srv->model_state;
+
+	for (size_t k = 0; k < st->n; k++)
+		if (st->r[k].running)
+			send_signal(&st->r[k], SIGHUP);
+}
+
 /*
  * The drain deadline: nothing to do. Each reactor has the same deadline
  * and ends (then kills) its own connections when it passes.
@@ -454,6 +465,7 @@ const struct dx_model dx__model_reactors = {
         .event = reactors_event,
         .active = reactors_active,
         .stop = reactors_stop,
+        .reload = reactors_reload,
         .terminate = reactors_terminate,
         .begin = reactors_begin,
         .counters = reactors_counters,

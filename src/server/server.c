@@ -284,6 +284,9 @@ handle_signals(struct dx_server *srv)
 				dx__stream_stop(srv);
 		} else if (si.ssi_signo == SIGUSR1) {
 			dx__server_log_counters(srv);
+		} else if (si.ssi_signo == SIGHUP && srv->has_stream &&
+		           !srv->stop) {
+			dx__stream_reload(srv);
 		} else if (si.ssi_signo == SIGCHLD && srv->has_stream) {
 			/* A datagram-only server's children are its exec
 			 * programs, each waited for by its own request. */

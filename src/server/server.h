@@ -81,6 +81,9 @@ struct dx_model {
 	int (*begin)(struct dx_server *srv);
 	/* Asks every connection to end (SIGTERM), or forces it (SIGKILL). */
 	void (*terminate)(struct dx_server *srv, int sig);
+	/* Optional: SIGHUP reached the server; the model passes it on to
+	 * the loops that accept (prefork's workers, epoll's reactors). */
+	void (*reload)(struct dx_server *srv);
 	/* Optional: folds what other processes (prefork's workers) or
 	 * threads (epoll's reactors) served and accepted into the server's
 	 * counters before they are logged. */
@@ -192,6 +195,10 @@ struct dx_server {
 	const struct dx_model *model;
 	void *model_state;
 	struct dx_rules rules;
+	/* --rules FILE: read again on SIGHUP; its rules follow RULES_CLI,
+	 * those of --allow and --deny. */
+	const char *rules_file;
+	struct dx_rules rules_cli;
 	struct dx_conn_limits limits;
 	size_t max_conns;      /* 0: no limit */
 	uint32_t per_source;   /* 0: no limit */
@@ -281,6 +288,13 @@ void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
 int64_t dx__stream_tick(struct dx_server *srv, int64_t now);
 /* SIGTERM: stop accepting; connections get srv->drain_ms to finish. */
 void dx__stream_stop(struct dx_server *srv);
+/*
+ * SIGHUP: reads --rules FILE again. Valid, its rules replace the file's
+ * part of the access rules for connections accepted from now on (those
+ * being served are untouched); invalid, the error is logged and the rules
+ * in force stay. Then the model passes the signal on (its reload hook).
+ */
+void dx__stream_reload(struct dx_server *srv);
 /* Under the table's lock: live connections from KEY (exec's TCPCONNNUM). */
 uint32_t dx__stream_source_count(struct dx_server *srv, const uint8_t key[16]);
 /* Logs accepted and refused connections (SIGUSR1 and at exit). */

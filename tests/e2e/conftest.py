@@ -62,8 +62,8 @@ SERVE_VALUE_OPTS = {"--budget", "--budget-bytes", "--quotes",
                     "--exec-timeout", "--exec-cpu", "--exec-files",
                     "--exec-memory", "--model", "--max-conns", "--per-source",
                     "--rate", "--idle", "--lifetime", "--write-timeout",
-                    "--linger", "--drain", "--allow", "--deny", "--user",
-                    "--group", "--mode", "--backlog", "--workers"}
+                    "--linger", "--drain", "--allow", "--deny", "--rules",
+                    "--user", "--group", "--mode", "--backlog", "--workers"}
 _SERVING_RE = re.compile(r"^serving (.+) on (udp|unixgram|tcp|unix)://(.*)$")
 _DROPS_RE = re.compile(r"counters: no reply:((?: [a-z-]+=\d+)*)\s*$")
 _SERVED_RE = re.compile(r"counters: (.+) on ((?:udp|unixgram|tcp|unix)://.*)"

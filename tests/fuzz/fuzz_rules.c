@@ -6,7 +6,10 @@
  * formats to the same text again. An accepted rule is then checked against
  * fixed peers, where an IPv4-mapped peer must fare as its IPv4 form, and
  * against its own network address (which it must match) and that address
- * with the last bit of the prefix flipped (which it must not).
+ * with the last bit of the prefix flipped (which it must not). The same
+ * input read as a rules file (dx__rules_parse) either fails with a
+ * why-sentence naming the file and leaves the rules as they were, or
+ * gives rules that each format to a rule that parses again.
  */
 #include "guard/rules.h"
 
@@ -97,6 +100,25 @@ check_edges(const struct dx_rules *rules)
 		abort();
 }
 
+/* TEXT as a rules file: all or nothing, and every rule well formed. */
+static void
+check_file(const char *text)
+{
+	struct dx_rules *rules = calloc(1, sizeof(*rules));
+	char why[256] = "", buf[DX_RULESTRLEN];
+	int rc;
+
+	if (rules == NULL)
+		return;
+	rc = dx__rules_parse(rules, text, "fuzz", why, sizeof(why));
+	if (rc < 0 && (strncmp(why, "fuzz:", 5) != 0 || rules->n != 0))
+		abort();
+	for (size_t i = 0; rc == 0 && i < rules->n; i++)
+		if (dx__rule_format(&rules->r[i], buf, sizeof(buf)) <= 0)
+			abort();
+	free(rules);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -110,6 +132,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		goto out;
 	memcpy(text, data, size);
 	text[size] = '\0';
+	check_file(text);
 	rc = dx__rules_add(rules, allow, text, why, sizeof(why));
 	if (rc < 0) {
 		if (rc != -DX_ERULE || why[0] == '\0' || rules->n != 0)

@@ -435,6 +435,52 @@ TEST(format_truncates)
 	CHECK_INT_EQ(dx__rule_format(&bad, buf, sizeof(buf)), -EINVAL);
 }
 
+TEST(text_parse)
+{
+	struct dx_rules rules;
+	char why[256];
+
+	memset(&rules, 0, sizeof(rules));
+	CHECK_OK(dx__rules_add(&rules, 1, "192.0.2.0/24", why, sizeof(why)));
+	CHECK_OK(dx__rules_parse(&rules,
+	                         "# office\n\n  deny 10.0.0.5 \r\n"
+	                         "allow\t10.0.0.0/8\ndeny uid:0",
+	                         "acl", why, sizeof(why)));
+	CHECK_INT_EQ(rules.n, 4);
+	CHECK_INT_EQ(rules.n_allow, 2);
+	expect(&rules, "10.0.0.5", 1, 0);
+	expect(&rules, "10.0.0.6", 2, 1);
+	CHECK_OK(dx__rules_parse(&rules, "", "empty", why, sizeof(why)));
+	CHECK_INT_EQ(rules.n, 4);
+}
+
+TEST(text_errors_leave_rules_unchanged)
+{
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+	        {"allow 10.0.0.0/8\npermit 10.0.0.1\n", "acl:2: expected"},
+	        {"deny\n", "acl:1: expected"},
+	        {"deny 10.0.0.1 10.0.0.2\n", "acl:1: expected"},
+	        {"deny 10.0.0.1/8\n", "acl:1: "},
+	        {"deny example.com\n", "acl:1: "},
+	};
+	struct dx_rules rules;
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&rules, 0, sizeof(rules));
+		CHECK_OK(dx__rules_add(&rules, 0, "::1", why, sizeof(why)));
+		CHECK(dx__rules_parse(&rules, bad[i].text, "acl", why,
+		                      sizeof(why)) < 0);
+		CHECK(strstr(why, bad[i].want) == why);
+		CHECK_INT_EQ(rules.n, 1);
+	}
+	CHECK(dx__rules_load(&rules, "/nonexistent/acl", why, sizeof(why)) < 0);
+	CHECK(strstr(why, "/nonexistent/acl: ") == why);
+	CHECK_INT_EQ(rules.n, 1);
+}
+
 int
 main(void)
 {
@@ -450,5 +496,7 @@ main(void)
 	RUN(uid_zero_and_max);
 	RUN(format_round_trip);
 	RUN(format_truncates);
+	RUN(text_parse);
+	RUN(text_errors_leave_rules_unchanged);
 	CHECK_DONE();
 }
