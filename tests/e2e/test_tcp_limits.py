@@ -739,8 +739,8 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
     server's output waits, it stops reading (the client's sends block),
     and --write-timeout 1s closes the connection within the timeout and
     a second of slack from then, logged as write-timeout, while the
-    server keeps serving: echo probes meanwhile answer with p99 under
-    50 ms, and the serving processes' RSS grows less than 16 MiB."""
+    server keeps serving: up to 100 echo probes meanwhile answer with p99
+    under 50 ms, and the serving processes' RSS grows less than 16 MiB."""
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--write-timeout", "1s",
                 "-v")
     s = socket.socket()
@@ -754,7 +754,7 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
         blocked = closed = None
         rss0, grown, rtts = vm_rss_kib(server_pids(srv)), 0, []
         while closed is None and time.monotonic() - t0 < 10:
-            if blocked is not None and len(rtts) < 50:
+            if blocked is not None and len(rtts) < 100:
                 a = time.monotonic()
                 assert_echoes(srv)
                 rtts.append(time.monotonic() - a)
@@ -780,7 +780,7 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
         s.close()
     rtts.sort()
     assert rtts, "no probe while the server held the writer back"
-    assert rtts[int(len(rtts) * 0.99)] < 0.05 * SLOW, rtts[-3:]
+    assert rtts[int((len(rtts) - 1) * 0.99)] < 0.05 * SLOW, rtts[-3:]
     assert grown < 16 << 10, f"RSS grew {grown} KiB"
     wait_for(lambda: "ended: write-timeout" in srv.stderr(), 2,
              what="the end logged as write-timeout")
@@ -1427,9 +1427,13 @@ def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
     assert took <= 10 * SLOW
     assert rtts[98] < 0.05 * SLOW, f"probe p99 {rtts[98] * 1000:.1f} ms"
     assert grown < 64 << 10, f"RSS grew {grown} KiB for {n} connections"
+    # The fork model's connections are its children's: the parent's count
+    # is back at once, and each child closes its socket when it has read
+    # the client's end of file. Both within the scenario's 2 s.
     wait_for(lambda: server_fd_count(srv) == fds, 2 * SLOW,
              what=f"the server's descriptors back to {fds}")
-    assert tcp_states(port).get("08", 0) == 0, "sockets left in CLOSE_WAIT"
+    wait_for(lambda: tcp_states(port).get("08", 0) == 0, 2 * SLOW,
+             what="no server socket left in CLOSE_WAIT")
     print(f"{MODEL}: {n} idle in {took:.2f} s, RSS +{grown} KiB, "
           f"probe p99 {rtts[98] * 1000:.1f} ms")
 
