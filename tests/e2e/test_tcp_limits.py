@@ -77,6 +77,23 @@ def assert_echoes(srv, i=0, text=b"still serving\n", timeout=5.0):
     assert (got, how) == (text, "eof")
 
 
+# A sanitizer build's RSS is mostly its own (quarantine, per-thread
+# caches: some 145 KiB a thread), so RSS bounds hold in normal builds
+# only; there LeakSanitizer fails the server's exit on a leak instead.
+RSS_BOUNDS = not os.environ.get("SANITIZE")
+
+
+def vm_rss_kib(pids):
+    """The summed VmRSS of PIDS, in KiB."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
 # ---------------------------------------------------------------------------
 # Thousands of broken clients
 # ---------------------------------------------------------------------------
@@ -781,7 +798,7 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
     rtts.sort()
     assert rtts, "no probe while the server held the writer back"
     assert rtts[int((len(rtts) - 1) * 0.99)] < 0.05 * SLOW, rtts[-3:]
-    assert grown < 16 << 10, f"RSS grew {grown} KiB"
+    assert grown < 16 << 10 or not RSS_BOUNDS, f"RSS grew {grown} KiB"
     wait_for(lambda: "ended: write-timeout" in srv.stderr(), 2,
              what="the end logged as write-timeout")
     assert srv.running()
@@ -1369,16 +1386,6 @@ def tcp_states(port):
     return out
 
 
-def vm_rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
-
-
 def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
     """S10: duplex bench (another process) opens N idle connections (10,000
     for epoll and uring, 2,000 threads, 500 processes): all established
@@ -1426,7 +1433,8 @@ def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
     rtts.sort()
     assert took <= 10 * SLOW
     assert rtts[98] < 0.05 * SLOW, f"probe p99 {rtts[98] * 1000:.1f} ms"
-    assert grown < 64 << 10, f"RSS grew {grown} KiB for {n} connections"
+    assert grown < 64 << 10 or not RSS_BOUNDS, (
+        f"RSS grew {grown} KiB for {n} connections")
     # The fork model's connections are its children's: the parent's count
     # is back at once, and each child closes its socket when it has read
     # the client's end of file. Both within the scenario's 2 s.
@@ -1488,7 +1496,7 @@ def test_hundred_chargen_clients_that_never_read(serve):
         for s in socks:
             s.close()
     wait_no_children(srv, 5 * SLOW)
-    assert peak < 16 << 10, f"RSS grew {peak} KiB"
+    assert peak < 16 << 10 or not RSS_BOUNDS, f"RSS grew {peak} KiB"
     assert set(cpu) == {1.0, 1.8}, f"closed before 1.8 s: {cpu}"
     used, span = cpu[1.8][0] - cpu[1.0][0], cpu[1.8][1] - cpu[1.0][1]
     # Ticks are 10 ms: two more are allowed beside the 5%.
@@ -1556,7 +1564,8 @@ def test_sighup_reads_the_rules_file_again(serve, tmp_path):
     wait_for(lambda: state() == (True, False), 1 * SLOW,
              what="the last rules in force")
     assert server_fd_count(srv) == fds
-    assert vm_rss_kib(server_pids(srv)) - rss < 1024
+    if RSS_BOUNDS:
+        assert vm_rss_kib(server_pids(srv)) - rss < 1024
     assert srv.stop() == 0
 
 
