@@ -504,6 +504,60 @@ block_in_io(int fd, const struct dx_conn_limits *lim)
 	return dx__set_nonblock(fd, 0) == 0;
 }
 
+/*
+ * A mirror (echo) in a blocking model: read, send it all back, read
+ * again, and nothing else. The socket's own timeouts keep the idle and
+ * write limits (block_in_io), so no clock is read per request and no
+ * state but the socket and the buffer is touched: a process or thread per
+ * connection runs this right after a context switch, where every page
+ * touched costs a TLB miss and every cache line a miss. Hands the
+ * connection back to the general loop (DX_END_NONE, clock read afresh)
+ * at end of file, at a read that fills the buffer (a bulk stream, which
+ * goes to splice) and at a short send; ends it at a timeout or an error.
+ */
+static int
+mirror_blocking(struct dx_conn *c, uint8_t *scratch)
+{
+	size_t room;
+	uint8_t *buf = dx_conn_reserve(c, &room);
+	ssize_t n, sent;
+	int end = DX_END_NONE;
+
+	if (buf == NULL)
+		return DX_END_ERROR;
+	for (;;) {
+		n = dx_read(c->fd, buf, DX_CONN_BUF);
+		if (n <= 0 || n == DX_CONN_BUF)
+			break;
+		sent = dx_send(c->fd, buf, (size_t)n);
+		if (sent != n) {
+			if (sent == -EAGAIN) /* SO_SNDTIMEO ran out */
+				return DX_END_WRITE_STALL;
+			if (sent < 0)
+				return DX_END_PEER;
+			memmove(buf, buf + sent, (size_t)(n - sent));
+			n -= sent;
+			break;
+		}
+	}
+	if (n == -EAGAIN) /* SO_RCVTIMEO ran out */
+		return DX_END_IDLE;
+	if (n < 0)
+		return DX_END_PEER;
+	c->now_ms = c->active_ms = dx_now_ms();
+	if (n > 0) {
+		dx_conn_commit(c, (size_t)n);
+		if (n == DX_CONN_BUF)
+			start_splice(c);
+	} else {
+		c->flags |= DX_CONN_EOF_IN;
+		end = handled(c, c->conf->svc->stream->input(c, scratch, 0));
+	}
+	if (end == DX_END_NONE)
+		end = on_writable(c);
+	return end == DX_END_NONE ? maybe_shutdown(c) : end;
+}
+
 int
 dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
              uint8_t *scratch, size_t len)
@@ -530,6 +584,11 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
 		 * The clock is read once the read returns (clock_after_io). */
 		if ((c->flags & DX_CONN_BLOCKING) && ev == POLLIN &&
 		    !(c->flags & DX_CONN_SHUT_WR)) {
+			if ((c->conf->svc->flags & DX_SVC_MIRROR) &&
+			    !(c->flags & DX_CONN_SPLICE)) {
+				end = mirror_blocking(c, scratch);
+				continue;
+			}
 			end = dx__conn_ready(c, POLLIN, scratch, len,
 			                     c->now_ms);
 			if (end == DX_END_NONE)
