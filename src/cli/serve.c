@@ -48,6 +48,8 @@ static const char usage[] =
         "                            or IPv6 /64; more are refused\n"
         "  --rate N/s                accept at most N new connections a "
         "second\n"
+        "                            on each listener (a bucket per\n"
+        "                            service, as xinetd's cps)\n"
         "  --idle DURATION           close after this long without traffic\n"
         "                            (default 5m; 0 turns it off)\n"
         "  --lifetime DURATION       close after this long in all (default "

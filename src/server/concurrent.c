@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,9 +168,28 @@ dx__listener_events(const struct dx_server *srv)
 }
 
 /*
- * Stops or restarts watching the stream listeners. Removed and added
- * again rather than modified: EPOLLEXCLUSIVE allows no EPOLL_CTL_MOD.
- * COUNTED: the change is already in the count of reactors watching.
+ * Watches stream listener I, or stops, as ON says. Removed and added again
+ * rather than modified: EPOLLEXCLUSIVE allows no EPOLL_CTL_MOD.
+ */
+static void
+watch_listener(struct dx_server *srv, size_t i, int on)
+{
+	struct dx_listener *l = &srv->ls[i];
+	struct epoll_event ev = {.events = dx__listener_events(srv),
+	                         .data.u64 = i};
+
+	/* Not in the set: the model (uring) or the reactors accept. */
+	if (srv->model_accepts || srv->stream_elsewhere || l->fd < 0 ||
+	    l->paused == !on || dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
+		return;
+	epoll_ctl(srv->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd, &ev);
+	l->paused = !on;
+}
+
+/*
+ * Stops or restarts watching the stream listeners (a listener waiting for
+ * its --rate bucket stays unwatched). COUNTED: the change is already in
+ * the count of reactors watching.
  */
 static void
 pause_listeners(struct dx_server *srv, int paused, int counted)
@@ -179,20 +199,9 @@ pause_listeners(struct dx_server *srv, int paused, int counted)
 	if (srv->loops > 1 && !counted && srv->accept_paused != paused)
 		atomic_fetch_add(&srv->src->watching, paused ? -1 : 1);
 	srv->accept_paused = paused;
-	if (srv->model_accepts) /* not in the set: the model stops its own */
-		return;
-	for (size_t i = 0; i < srv->nls; i++) {
-		struct dx_listener *l = &srv->ls[i];
-		struct epoll_event ev = {.events = dx__listener_events(srv),
-		                         .data.u64 = i};
-
-		if (l->fd < 0 || l->paused == paused ||
-		    dx_scheme_socktype(l->ep.scheme) != SOCK_STREAM)
-			continue;
-		epoll_ctl(srv->epfd, paused ? EPOLL_CTL_DEL : EPOLL_CTL_ADD,
-		          l->fd, &ev);
-		l->paused = paused;
-	}
+	for (size_t i = 0; i < srv->nls; i++)
+		watch_listener(srv, i,
+		               !paused && srv->ls[i].rate_resume_ms == 0);
 }
 
 static void
@@ -202,47 +211,49 @@ set_paused(struct dx_server *srv, int paused)
 }
 
 /*
- * Refills the rate bucket; returns 1 when a token could be taken. The
- * bucket is the table's, so every loop and worker draws from one.
+ * Refills listener L's rate bucket; returns 1 when a token could be taken.
+ * Each listener has a bucket of its own, as xinetd's cps and inetd's -R
+ * are per service: a flood of one service defers its own clients, not
+ * those of the others. The buckets are the shared table's, so every loop
+ * and worker draws from the same one.
  */
 static int
-take_rate_token(struct dx_server *srv, int64_t now)
+take_rate_token(struct dx_server *srv, const struct dx_listener *l, int64_t now)
 {
-	struct dx_sources *b = srv->src;
+	struct dx_rate_bucket *b = &srv->src->rate[l - srv->ls];
 	int taken = 0;
 
 	if (srv->rate <= 0)
 		return 1;
-	dx__sources_lock(b);
-	if (b->rate_ms == 0)
-		b->rate_tokens = srv->rate;
+	dx__sources_lock(srv->src);
+	if (b->ms == 0)
+		b->tokens = srv->rate;
 	else
-		b->rate_tokens +=
-		        srv->rate * (double)(now - b->rate_ms) / 1000.0;
-	if (b->rate_tokens > srv->rate)
-		b->rate_tokens = srv->rate;
-	b->rate_ms = now;
-	if (b->rate_tokens >= 1.0) {
-		b->rate_tokens -= 1.0;
+		b->tokens += srv->rate * (double)(now - b->ms) / 1000.0;
+	if (b->tokens > srv->rate)
+		b->tokens = srv->rate;
+	b->ms = now;
+	if (b->tokens >= 1.0) {
+		b->tokens -= 1.0;
 		taken = 1;
 	}
-	dx__sources_unlock(b);
+	dx__sources_unlock(srv->src);
 	return taken;
 }
 
 /* accept() found nothing: the token taken for it goes back. */
 static void
-give_back_token(struct dx_server *srv)
+give_back_token(struct dx_server *srv, const struct dx_listener *l)
 {
-	struct dx_sources *b = srv->src;
+	struct dx_rate_bucket *b = &srv->src->rate[l - srv->ls];
 
 	if (srv->rate <= 0)
 		return;
-	dx__sources_lock(b);
-	b->rate_tokens += 1.0;
-	if (b->rate_tokens > srv->rate)
-		b->rate_tokens = srv->rate;
-	dx__sources_unlock(b);
+	dx__sources_lock(srv->src);
+	b->tokens += 1.0;
+	if (b->tokens > srv->rate)
+		b->tokens = srv->rate;
+	dx__sources_unlock(srv->src);
 }
 
 /*
@@ -334,9 +345,13 @@ leave_watchers(struct dx_server *srv)
 	return 0;
 }
 
-/* 1 when limits let another connection in now; pauses accepting if not. */
+/*
+ * 1 when limits let another connection in on L now; pauses accepting if
+ * not: on every listener at --max-conns, on L alone when its --rate
+ * bucket is empty.
+ */
 static int
-may_accept(struct dx_server *srv)
+may_accept(struct dx_server *srv, struct dx_listener *l)
 {
 	int64_t now = srv->now_ms; /* the loop's reading: accepting waits not */
 
@@ -346,13 +361,33 @@ may_accept(struct dx_server *srv)
 		defer_full(srv);
 		return 0;
 	}
-	if (!take_rate_token(srv, now)) {
+	if (!take_rate_token(srv, l, now)) {
 		refuse(srv, DX_DEFER_RATE, NULL);
-		srv->resume_ms = now + (int64_t)(1000.0 / srv->rate) + 1;
-		set_paused(srv, 1);
+		l->rate_resume_ms = now + (int64_t)(1000.0 / srv->rate) + 1;
+		watch_listener(srv, (size_t)(l - srv->ls), 0);
 		return 0;
 	}
 	return 1;
+}
+
+/* Watches again the listeners whose --rate wait is over; returns when
+ * the next one's is, or NEXT. */
+static int64_t
+resume_rated(struct dx_server *srv, int64_t now, int64_t next)
+{
+	for (size_t i = 0; srv->rate > 0 && i < srv->nls; i++) {
+		struct dx_listener *l = &srv->ls[i];
+		if (l->rate_resume_ms == 0)
+			continue;
+		if (now < l->rate_resume_ms) {
+			if (l->rate_resume_ms < next)
+				next = l->rate_resume_ms;
+			continue;
+		}
+		l->rate_resume_ms = 0;
+		watch_listener(srv, i, !srv->accept_paused && !srv->stop);
+	}
+	return next;
 }
 
 /*
@@ -461,6 +496,23 @@ admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
 	return 1;
 }
 
+/*
+ * 1 when the client of the connection FD reset it while it waited in the
+ * backlog. Asked only under --rate: a flood the bucket deferred leaves
+ * its dead connections queued before the clients that came after it, and
+ * each would take a token (and start a program) for nobody, so the
+ * service would come back only a backlog's worth of tokens after the
+ * flood ended. A client that closed with FIN is served: it may have sent
+ * a request, or expect the service to speak first.
+ */
+static int
+reset_already(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 void
 dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 {
@@ -468,16 +520,16 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 	uint8_t key[16];
 	int fd;
 
-	for (int i = 0; i < ACCEPT_BURST && may_accept(srv); i++) {
+	for (int i = 0; i < ACCEPT_BURST && may_accept(srv, l); i++) {
 		int reserved = reserve_place(srv);
 		if (reserved < 0) {
-			give_back_token(srv);
+			give_back_token(srv, l);
 			defer_full(srv);
 			return;
 		}
 		fd = accept_one(srv, l, &peer);
 		if (fd < 0) { /* nothing accepted: token and place go back */
-			give_back_token(srv);
+			give_back_token(srv, l);
 			if (reserved)
 				release_place(srv);
 		}
@@ -503,6 +555,13 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 		}
 		if (fd < 0) /* ECONNABORTED, EPROTO, EPERM, network errors */
 			continue;
+		if (srv->rate > 0 && reset_already(fd)) {
+			dx_close(fd);
+			give_back_token(srv, l);
+			if (reserved)
+				release_place(srv);
+			continue;
+		}
 		dx_addr_unmap(&peer);
 		if (!admit(srv, fd, &peer, key, reserved)) {
 			dx_close(fd);
@@ -538,6 +597,7 @@ dx__stream_tick(struct dx_server *srv, int64_t now)
 	int64_t next =
 	        srv->model->tick ? srv->model->tick(srv, now) : DX_FOREVER;
 
+	next = resume_rated(srv, now, next);
 	if (srv->resume_ms && now >= srv->resume_ms) {
 		srv->resume_ms = 0;
 		maybe_resume(srv);

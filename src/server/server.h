@@ -36,6 +36,7 @@ struct dx_listener {
 	struct dx_addr bound;
 	_Atomic uint64_t served; /* read by other threads (SIGUSR1) */
 	int paused;              /* not watched while limits defer accepting */
+	int64_t rate_resume_ms;  /* --rate: its bucket lets it accept again */
 };
 
 struct dx_iter;
@@ -132,8 +133,11 @@ struct dx_sources {
 	/* Reactors sharing a listener: how many watch it now (over_share). */
 	_Atomic int watching;
 	pthread_mutex_t *lock;
-	double rate_tokens;
-	int64_t rate_ms;
+	/* --rate: a token bucket per listener, indexed as dx_server's ls[]. */
+	struct dx_rate_bucket {
+		double tokens;
+		int64_t ms; /* last refilled; 0: never, full */
+	} rate[DX_MAX_LISTENERS];
 };
 /*
  * Allocates S's slots for CAP sources, or frees them. The table is the
@@ -203,7 +207,7 @@ struct dx_server {
 	size_t max_conns;      /* 0: no limit */
 	uint32_t per_source;   /* 0: no limit */
 	double rate;           /* new connections per second; 0: none */
-	int64_t resume_ms;     /* when the bucket lets us accept again */
+	int64_t resume_ms;     /* out of descriptors or memory: try again */
 	int64_t now_ms;        /* the clock when the loop last woke */
 	int64_t drain_ms;      /* after SIGTERM, time for connections */
 	int64_t stop_deadline; /* when draining ends them */

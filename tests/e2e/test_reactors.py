@@ -358,9 +358,9 @@ def test_per_source_is_exact_across_reactors(serve, balance):
 
 @pytest.mark.parametrize("balance", BALANCES)
 def test_rate_is_one_bucket_for_the_server(serve, balance):
-    """--rate 10/s with two reactors: one bucket, not one each. Over
-    about 2 s of a full backlog, at most 10 (the burst) + 10 a second
-    are served; two buckets would serve twice that."""
+    """--rate 10/s with two reactors: the listener's one bucket, not one
+    per reactor. Over about 2 s of a full backlog, at most 10 (the burst)
+    + 10 a second are served; two buckets would serve twice that."""
     rate = 10
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--rate", f"{rate}/s",
                 "--drain", "500ms", balance=balance)

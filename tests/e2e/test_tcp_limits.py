@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -598,6 +599,61 @@ def test_rate_limits_forks_and_never_closes_the_listener(serve):
     assert_echoes(srv, timeout=2)
     assert time.monotonic() - t1 < 1.0
     assert inode in socket_inodes(srv.pid)
+
+
+def test_rate_limits_one_service_and_not_the_others(serve, tmp_path):
+    """S12: an exec handler under --rate 50/s (a bucket per listener,
+    burst 50) meets 2,000 connection attempts in 2 s while echo listens on
+    another port: at most 150 handlers start in those 2 s, echo answers
+    every probe meanwhile within 1 s, the listener is never closed, and
+    once the attack ends (its clients reset) the handler serves a new
+    client within the bucket's window plus 1 s: the reset connections left
+    in the backlog cost no token."""
+    limit = soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2200 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2200, hard))
+    room = min(2000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 200)
+    try:
+        prog = script(tmp_path, "hi.sh", "echo hi\n")
+        srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "echo",
+                    "tcp://127.0.0.1:0", "--rate", "50/s", "--backlog", "64",
+                    "--drain", "1s")
+        inode = listener_inode(srv.port(0))
+        attack, probes = [], []
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 2.0:
+                for _ in range(100):
+                    if len(attack) >= room:
+                        break
+                    s = socket.socket()
+                    s.setblocking(False)
+                    s.connect_ex(v4(srv, 0))
+                    attack.append(s)
+                t1 = time.monotonic()
+                assert_echoes(srv, 1, timeout=1.0 * SLOW)
+                probes.append(time.monotonic() - t1)
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t1)))
+            srv.usr1()
+            spawned = srv.served(0)
+            assert inode in socket_inodes(srv.pid), "the listener was closed"
+        finally:
+            for s in attack:
+                rst_close(s)
+        assert len(attack) >= min(room, 1000), f"{len(attack)} attempts"
+        assert spawned <= 150 + 2, f"{spawned} handlers started in 2 s"
+        assert spawned >= 50, f"only {spawned} handlers started: no load?"
+        assert len(probes) >= 10 and max(probes) < 1.0 * SLOW, probes
+        t1 = time.monotonic()
+        with connect(v4(srv, 0), timeout=10) as c:
+            got, how = read_to_end(c, timeout=10)
+        assert (got, how) == (b"hi\n", "eof")
+        took = time.monotonic() - t1
+        assert took <= 2.0 * SLOW, f"served again after {took:.1f} s"
+        assert listener_inode(srv.port(0)) == inode
+        assert "rate-deferred" in srv.stderr()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
 
 
 # ---------------------------------------------------------------------------
