@@ -11,7 +11,7 @@ PREFIX ?= /usr/local
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)
 CMAKE_FLAGS = -G Ninja -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DDX_SANITIZE=$(SANITIZE)
-SOURCES = $(shell find src include tools tests/unit tests/fuzz tests/*.h -name '*.[ch]')
+SOURCES = $(shell find src include tools tests/unit tests/fuzz tests/e2e tests/*.h -name '*.[ch]')
 TIDY_SOURCES = $(shell find src tools tests/unit -name '*.c')
 
 all: build

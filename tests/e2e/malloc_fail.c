@@ -9,18 +9,18 @@
  * mapped shared at load (so forked children see the same page): byte 0
  * arms it ('1') or disarms it (anything else); bytes 8-15 count the calls
  * made while armed and bytes 16-23 the failures, as native 64-bit
- * integers. Built by tests/e2e/test_malloc_failure.py with the system's
+ * integers. Built by the test (conftest.py, build_shim) with the system's
  * C compiler; it uses glibc's __libc_* allocator entry points, so it
  * needs no dlsym() and allocates nothing itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
+
+#include "shim.h"
 
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
@@ -42,31 +42,11 @@ shim_init(void)
 	const char *path = getenv("DX_SHIM_CTL");
 	const char *e = getenv("DX_SHIM_EVERY");
 	const char *s = getenv("DX_SHIM_SEED");
-	int fd;
-	void *p;
 
 	every = e ? strtoull(e, NULL, 10) : 0;
 	seed = s ? strtoull(s, NULL, 10) : 0;
-	if (path == NULL || every == 0)
-		return;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	p = mmap(NULL, sizeof(struct ctl), PROT_READ | PROT_WRITE, MAP_SHARED,
-	         fd, 0);
-	close(fd);
-	if (p != MAP_FAILED)
-		ctl = p;
-}
-
-/* splitmix64: a well-mixed 64-bit hash of the call number. */
-static uint64_t
-mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15u;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
-	return x ^ (x >> 31);
+	if (every > 0)
+		ctl = dx_shim_map(path, sizeof(struct ctl));
 }
 
 /* 1 when this call is to fail (and counts it). */
@@ -75,10 +55,11 @@ fail_now(void)
 {
 	uint64_t n;
 
-	if (ctl == NULL || __atomic_load_n(&ctl->armed, __ATOMIC_RELAXED) != '1')
+	if (ctl == NULL ||
+	    __atomic_load_n(&ctl->armed, __ATOMIC_RELAXED) != '1')
 		return 0;
 	n = __atomic_fetch_add(&ctl->calls, 1, __ATOMIC_RELAXED);
-	if (mix(n ^ seed) % every != 0)
+	if (dx_shim_mix(n ^ seed) % every != 0)
 		return 0;
 	__atomic_fetch_add(&ctl->fails, 1, __ATOMIC_RELAXED);
 	errno = ENOMEM;

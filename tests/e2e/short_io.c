@@ -16,12 +16,12 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "shim.h"
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_send)(int, const void *, size_t, int);
@@ -35,35 +35,24 @@ shim_init(void)
 {
 	const char *s = getenv("DX_SHIM_SEED");
 	const char *path = getenv("DX_SHIM_CTL");
-	void *p;
-	int fd;
 
 	real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT,
 	                                                          "write");
-	real_send = (ssize_t(*)(int, const void *, size_t, int))dlsym(
-	        RTLD_NEXT, "send");
+	real_send = (ssize_t(*)(int, const void *, size_t, int))dlsym(RTLD_NEXT,
+	                                                              "send");
 	real_sendto = (ssize_t(*)(int, const void *, size_t, int,
-	                          const struct sockaddr *, socklen_t))
-	        dlsym(RTLD_NEXT, "sendto");
+	                          const struct sockaddr *,
+	                          socklen_t))dlsym(RTLD_NEXT, "sendto");
 	seed = s ? strtoull(s, NULL, 10) : 7;
-	if (path == NULL || (fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-		return;
-	p = mmap(NULL, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p != MAP_FAILED)
-		hits = p;
+	hits = dx_shim_map(path, sizeof(*hits));
 }
 
-/* splitmix64 of the call's number: thread-safe and repeatable. */
+/* A hash of the call's number: thread-safe and repeatable. */
 static uint64_t
 next_random(void)
 {
-	uint64_t x = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) ^ seed;
-
-	x += 0x9e3779b97f4a7c15u;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
-	return x ^ (x >> 31);
+	return dx_shim_mix(__atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) ^
+	                   seed);
 }
 
 static void
