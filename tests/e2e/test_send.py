@@ -5,8 +5,11 @@ wrote), against python fakes that stay silent or answer from the wrong
 address, through a lossy path (nftables in a namespace of our own), and
 its --trace output (and that of duplex serve). Every wait is bounded;
 every process is ended by its pid."""
+import hashlib
+import heapq
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -22,6 +25,8 @@ from conftest import (drain, exchange, free_udp_port, have_ipv6_loopback,
                       in_netns, is_root, need, nft, run, udp_socket)
 
 RFC868_OFFSET = 2208988800
+# Sanitizer builds run slower (make check SANITIZE=...).
+SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
 CTIME_RE = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
                       rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                       rb"[ \d]\d \d\d:\d\d:\d\d \d{4}\r\n$")
@@ -503,3 +508,209 @@ def test_serve_trace(duplex, serve):
     ])
     fd = sock.group(1)
     assert bind.group(1) == recv.group(1) == send.group(1) == fd
+
+
+# ---------------------------------------------------------------------------
+# S27: an impaired path, seeded: loss both ways, duplicates, reorder, jitter
+# ---------------------------------------------------------------------------
+
+class ImpairedPath:
+    """A UDP relay between clients and a server, on 127.0.0.1, that loses,
+    duplicates, reorders and delays datagrams both ways (DESIGN.md section
+    6: "a seeded impairment relay"). Each client address gets a socket of
+    its own towards the server, so replies go back to whoever asked.
+
+    Every decision is a hash of the seed and of which datagram it is: the
+    client's payload, which of the clients sending that payload it is (in
+    the order they appear), the direction and the datagram's number in
+    that direction. Clients that send one probe at a time from a socket of
+    their own (duplex send --count) thus meet the same losses every run,
+    whatever the timing: the test cannot pass one run and fail the next.
+    Loss is the relay's, not nftables' (whose numgen is not seeded;
+    test_send_retries_through_loss covers that path)."""
+
+    def __init__(self, server_port, seed, loss=0.10, dup=0.05, reorder=0.05,
+                 jitter=0.050, hold=0.060):
+        self.server = ("127.0.0.1", server_port)
+        self.seed, self.loss, self.dup = seed, loss, dup
+        self.reorder, self.jitter, self.hold = reorder, jitter, hold
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = {}      # client address -> [socket, key, sent, replies,
+        #                     last used]
+        self.by_sock = {}   # back socket -> client address
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.front, selectors.EVENT_READ)
+        self.seen = {}      # payload -> clients seen sending it
+        self.queue = []     # (due, n, socket, data, address)
+        self.n = 0
+        self.stats = dict(forwarded=0, lost=0, duplicated=0, reordered=0)
+        self.stop = threading.Event()
+        self.errors = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def draw(self, *what):
+        """A number in [0, 1) fixed by the seed and WHAT."""
+        h = hashlib.sha256(repr((self.seed,) + what).encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2.0 ** 64
+
+    def impair(self, key, sock, data, to):
+        """Queues DATA for TO through SOCK, impaired as KEY decides."""
+        if self.draw("loss", *key) < self.loss:
+            self.stats["lost"] += 1
+            return
+        copies = 2 if self.draw("dup", *key) < self.dup else 1
+        self.stats["duplicated"] += copies - 1
+        for c in range(copies):
+            delay = self.draw("jitter", c, *key) * self.jitter
+            if self.draw("reorder", c, *key) < self.reorder:
+                delay += self.hold  # overtaken by what follows it
+                self.stats["reordered"] += 1
+            self.n += 1
+            heapq.heappush(self.queue, (time.monotonic() + delay, self.n,
+                                        sock, data, to))
+
+    def from_client(self):
+        data, client = self.front.recvfrom(65535)
+        if client not in self.back:
+            nth = self.seen.get(data, 0)
+            self.seen[data] = nth + 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            self.back[client] = [s, (data, nth), 0, 0, 0.0]
+            self.by_sock[s] = client
+            self.sel.register(s, selectors.EVENT_READ)
+        entry = self.back[client]
+        entry[2] += 1
+        entry[4] = time.monotonic()
+        self.impair(entry[1] + ("request", entry[2]), entry[0], data,
+                    self.server)
+
+    def from_server(self, s):
+        data, src = s.recvfrom(65535)
+        if src != self.server:
+            return
+        entry = self.back[self.by_sock[s]]
+        entry[3] += 1
+        self.impair(entry[1] + ("reply", entry[3]), self.front, data,
+                    self.by_sock[s])
+
+    def forget_idle(self, now):
+        """Forgets clients quiet for 10 s, and closes their sockets: each
+        probe of duplex send --count is a client of its own, and a late
+        reply after that long would find no one waiting anyway. An
+        address used again later (the kernel reuses ports) is a new
+        client."""
+        for client, entry in list(self.back.items()):
+            if now - entry[4] > 10:
+                self.sel.unregister(entry[0])
+                entry[0].close()
+                del self.by_sock[entry[0]], self.back[client]
+
+    def run(self):
+        swept = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                now = time.monotonic()
+                while self.queue and self.queue[0][0] <= now:
+                    _, _, sock, data, to = heapq.heappop(self.queue)
+                    if sock.fileno() >= 0:
+                        sock.sendto(data, to)
+                        self.stats["forwarded"] += 1
+                if now - swept > 1:
+                    self.forget_idle(now)
+                    swept = now
+                wait = 0.05 if not self.queue else \
+                    max(0.0, min(0.05, self.queue[0][0] - now))
+                for key, _ in self.sel.select(wait):
+                    if key.fileobj is self.front:
+                        self.from_client()
+                    elif key.fileobj in self.by_sock:
+                        self.from_server(key.fileobj)
+        except Exception as e:  # the test reports it
+            self.errors.append(e)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sel.close()
+        for s in [self.front, *self.by_sock]:
+            s.close()
+
+
+def probes(duplex_args):
+    """Runs one `duplex send` per ARGS at once; returns their results."""
+    started = [subprocess.Popen(args, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+               for args in duplex_args]
+    out = []
+    try:
+        for p in started:
+            o, e = p.communicate(timeout=120)
+            out.append((p.returncode, o.decode(), e.decode()))
+    finally:
+        for p in started:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return out
+
+
+@pytest.mark.parametrize("seed", [868])
+def test_thousand_queries_through_an_impaired_path(duplex, serve, seed):
+    """S27: 1,000 queries (ten clients of 100 probes: six echo, two daytime,
+    two time) through a path that loses 10 % each way, duplicates 5 %,
+    reorders 5 % and delays 0-50 ms, with a 200 ms timeout and 5 attempts:
+    at least 99.9 % answered, every answer right for its own client (each
+    echo client sends its own payload, a time answer is 4 bytes, a
+    daytime answer a date line), all within 60 s."""
+    srv = serve("echo", "udp://127.0.0.1:0", "daytime", "udp://127.0.0.1:0",
+                "time", "udp://127.0.0.1:0", "--budget", "100000/s",
+                "--budget-bytes", "10000000/s")
+    paths = [ImpairedPath(srv.port(i), seed) for i in range(3)]
+    # A payload of its own each (daytime and time ignore it): the relay
+    # tells the clients apart by it.
+    clients = [(0, b"echo client %d" % k) for k in range(6)] + \
+        [(1, b"daytime client %d" % k) for k in range(2)] + \
+        [(2, b"time client %d" % k) for k in range(2)]
+    t0 = time.monotonic()
+    try:
+        results = probes([[duplex, "send", "--count", "100", "--interval",
+                           "0", "--timeout", "200ms", "--retries", "4",
+                           "--hex", udp(paths[i].port), payload.decode()]
+                          for i, payload in clients])
+    finally:
+        for p in paths:
+            p.close()
+    took = time.monotonic() - t0
+    answered = 0
+    for (svc, payload), (rc, out, err) in zip(clients, results):
+        assert rc in (0, 3), (rc, err[-2000:])
+        lines = out.splitlines()
+        m = re.fullmatch(r"100 sent, (\d+) received, .*", lines[-1])
+        assert m, lines[-1]
+        answered += int(m.group(1))
+        replies = [i for i, line in enumerate(lines)
+                   if re.match(r"seq=\d+ reply \d+ bytes", line)]
+        assert len(replies) == int(m.group(1)), out
+        for i in replies:
+            size = int(lines[i].split()[2])
+            dump = "".join(line.split("|")[1] for line in
+                           lines[i + 1:i + 1 + (size + 15) // 16])
+            if svc == 0:
+                assert dump == payload.decode(), (lines[i], dump)
+            elif svc == 1:
+                assert re.fullmatch(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d "
+                                    r"\d{4}\.\.", dump), dump
+            else:
+                assert size == 4, lines[i]
+    for p in paths:
+        assert not p.errors, p.errors
+        for what in ("lost", "duplicated", "reordered"):
+            assert p.stats[what] > 0, (what, p.stats)
+    print(f"S27: {answered} of 1000 answered in {took:.1f} s; relays: "
+          f"{[p.stats for p in paths]}")
+    assert answered >= 999, f"{answered} of 1000 answered"
+    assert took <= 60 * SLOW, f"1,000 queries took {took:.1f} s"
