@@ -31,7 +31,8 @@ import time
 import pytest
 
 from conftest import (accept_queue, chargen_pattern, count_pairs, duplex_path,
-                      have_ipv6_loopback, is_root, need, run, thread_ids)
+                      have_ipv6_loopback, in_netns, is_root, need, run,
+                      thread_ids)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -1218,7 +1219,8 @@ def test_user_nobody_drops_everything(serve):
         assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, (pid, st["Gid"])
         assert set(st.get("Groups", "").split()) <= {str(nobody.pw_gid)}, (
             pid, st.get("Groups"))
-        assert int(st["CapEff"], 16) == 0, (pid, st["CapEff"])
+        for cap in ("CapPrm", "CapEff"):
+            assert int(st[cap], 16) == 0, (pid, cap, st[cap])
         assert st["NoNewPrivs"].strip() == "1", pid
     with connect(srv.addr()) as s:
         got, how, _ = exchange(s, b"still serving\n")
@@ -1340,6 +1342,40 @@ def test_default_table_as_root_in_a_namespace(serve, netns):
                         "127.0.0.1", "7"], input=b"in the namespace\n",
                        capture_output=True, timeout=10)
     assert p.stdout == b"in the namespace\n", p.stderr
+    assert srv.stop() == 0
+
+
+def test_default_table_binds_well_known_ports_then_drops_privileges(serve,
+                                                                    netns):
+    """S34: as root in a namespace of our own, the default table binds the
+    twelve well-known ports (7, 9, 13, 17, 19, 37 on TCP and UDP), then
+    --user nobody drops everything in every thread of every process (the
+    datagram server's thread, reactors, workers): ids, the permitted,
+    effective, inheritable and ambient capability sets, and
+    PR_SET_NO_NEW_PRIVS, which is per thread. Both servers still answer."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    srv = start(serve, "--user", "nobody", netns=netns, listeners=12)
+    assert {tuple(l) for l in srv.listeners} == expected_table(0)
+    tasks = [(pid, tid) for pid in server_pids(srv)
+             for tid in os.listdir(f"/proc/{pid}/task")]
+    assert len(tasks) > 1, "no datagram server thread?"
+    for pid, tid in tasks:
+        st = status_fields(f"{pid}/task/{tid}")
+        assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, (tid, st["Uid"])
+        assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, (tid, st["Gid"])
+        for cap in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
+            assert int(st[cap], 16) == 0, (tid, cap, st[cap])
+        assert st["NoNewPrivs"].strip() == "1", (tid, st["NoNewPrivs"])
+    p = in_netns(netns, [need("nc"), "-N", "127.0.0.1", "7"],
+                 input=b"tcp, as nobody\n")
+    assert p.stdout == b"tcp, as nobody\n", p.stderr
+    p = in_netns(netns, [duplex_path(), "send", "udp://127.0.0.1:7",
+                         "udp, as nobody"])
+    assert p.stdout == b"udp, as nobody", p.stderr
+    p = in_netns(netns, [duplex_path(), "send", "--hex", "udp://127.0.0.1:37",
+                         "t"])
+    assert p.returncode == 0 and p.stdout.startswith(b"0000  "), p
     assert srv.stop() == 0
 
 
