@@ -1349,17 +1349,20 @@ def test_default_table_binds_well_known_ports_then_drops_privileges(serve,
                                                                     netns):
     """S34: as root in a namespace of our own, the default table binds the
     twelve well-known ports (7, 9, 13, 17, 19, 37 on TCP and UDP), then
-    --user nobody drops everything in every thread of every process (the
-    datagram server's thread, reactors, workers): ids, the permitted,
+    --user nobody drops everything in every thread of every process
+    (reactors, workers, a datagram server's own thread): ids, the permitted,
     effective, inheritable and ambient capability sets, and
     PR_SET_NO_NEW_PRIVS, which is per thread. Both servers still answer."""
     import pwd
     nobody = pwd.getpwnam("nobody")
     srv = start(serve, "--user", "nobody", netns=netns, listeners=12)
     assert {tuple(l) for l in srv.listeners} == expected_table(0)
-    tasks = [(pid, tid) for pid in server_pids(srv)
+    # A datagram server alone serves in a thread of its own.
+    udp_only = start(serve, "echo", "udp://127.0.0.1:0", "--user", "nobody",
+                     netns=netns)
+    tasks = [(pid, tid) for pid in server_pids(srv) + [udp_only.pid]
              for tid in os.listdir(f"/proc/{pid}/task")]
-    assert len(tasks) > 1, "no datagram server thread?"
+    assert len(tasks) > 1 + len(server_pids(srv)), tasks
     for pid, tid in tasks:
         st = status_fields(f"{pid}/task/{tid}")
         assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, (tid, st["Uid"])
@@ -1367,6 +1370,7 @@ def test_default_table_binds_well_known_ports_then_drops_privileges(serve,
         for cap in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
             assert int(st[cap], 16) == 0, (tid, cap, st[cap])
         assert st["NoNewPrivs"].strip() == "1", (tid, st["NoNewPrivs"])
+    assert udp_only.stop() == 0
     p = in_netns(netns, [need("nc"), "-N", "127.0.0.1", "7"],
                  input=b"tcp, as nobody\n")
     assert p.stdout == b"tcp, as nobody\n", p.stderr
