@@ -1361,7 +1361,9 @@ def test_default_table_binds_well_known_ports_then_drops_privileges(serve,
     # there is no stream listener).
     udp_only = serve("echo", "udp://127.0.0.1:0", "--user", "nobody",
                      netns=netns, listeners=1)
-    assert len(os.listdir(f"/proc/{udp_only.pid}/task")) == 2
+    # Its 'serving' line comes before the thread starts.
+    wait_for(lambda: len(os.listdir(f"/proc/{udp_only.pid}/task")) == 2,
+             2 * SLOW, what="the datagram server's thread")
     tasks = [(pid, tid) for pid in server_pids(srv) + [udp_only.pid]
              for tid in os.listdir(f"/proc/{pid}/task")]
     for pid, tid in tasks:
