@@ -508,9 +508,9 @@ admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
 static int
 reset_already(int fd)
 {
-	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int rc = dx_wait(fd, POLLIN, 0); /* a deadline passed: no wait */
 
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+	return rc > 0 && (rc & (POLLERR | POLLHUP)) != 0;
 }
 
 void
