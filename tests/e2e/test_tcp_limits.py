@@ -666,13 +666,16 @@ def test_rate_limits_one_service_and_not_the_others(serve, tmp_path):
                 probes.append(time.monotonic() - t1)
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - t1)))
             srv.usr1()
-            spawned = srv.served(0)
+            spawned, el = srv.served(0), time.monotonic() - t0
             assert inode in socket_inodes(srv.pid), "the listener was closed"
         finally:
             for s in attack:
                 rst_close(s)
         assert len(attack) >= min(room, 1000), f"{len(attack)} attempts"
-        assert spawned <= 150 + 2, f"{spawned} handlers started in 2 s"
+        # The burst and the rate: 150 in the scenario's 2 s; the loop's
+        # last turn may end a little after them.
+        assert spawned <= 50 + 50 * el + 2, (
+            f"{spawned} handlers started in {el:.2f} s")
         assert spawned >= 50, f"only {spawned} handlers started: no load?"
         assert len(probes) >= 10 and max(probes) < 1.0 * SLOW, probes
         t1 = time.monotonic()
