@@ -30,9 +30,9 @@ from test_tcp_server import (MODEL, SLOW, children, conn_children,
                              conn_threads, connect, exchange,
                              live_conn_children, needs_ipv6, needs_root,
                              proc_stat, read_to_end, recv_exactly, rst_close,
-                             script, server_cpu_seconds, server_fd_count,
-                             server_pids, start, v4, wait_for,
-                             wait_no_children, workers)
+                             script, server_cpu_seconds, server_pids,
+                             settled_fds, start, v4, wait_fds_back,
+                             wait_for, wait_no_children, workers)
 from test_tcp_server import sockdir  # noqa: F401 (a fixture)
 
 
@@ -113,7 +113,7 @@ def test_thousand_broken_clients_leave_no_zombies_and_no_fds(serve,
     wait_for(lambda: conn_children(srv) == [] and conn_threads(srv) == 0, 5,
              what="first child reaped")
     pids = server_pids(srv)
-    base = server_fd_count(srv)
+    base = settled_fds(srv)
     t0 = time.monotonic()
     for i in range(1000):
         s = connect(srv.addr())
@@ -124,8 +124,7 @@ def test_thousand_broken_clients_leave_no_zombies_and_no_fds(serve,
             s.close()
         assert time.monotonic() - t0 < 60, f"1,000 connects: stuck at {i}"
     wait_no_children(srv, 60)
-    wait_for(lambda: server_fd_count(srv) <= base, 2 * SLOW,
-             what=f"the server's fd count back to {base}")
+    wait_fds_back(srv, base, 2 * SLOW)
     wait_for(lambda: tcp_states(srv.port()).get("08", 0) == 0, 2 * SLOW,
              what="no server socket left in CLOSE_WAIT")
     assert srv.running()
@@ -143,7 +142,7 @@ def test_thousand_resets_do_not_kill_the_server(serve, service):
     EPIPE/ECONNRESET in the log at the default level."""
     srv = start(serve, service, "tcp://127.0.0.1:0", "--drain", "1s")
     pids = server_pids(srv)  # prefork: a worker's death counts too
-    fds = server_fd_count(srv)
+    fds = settled_fds(srv)
     t0 = time.monotonic()
     for i in range(1000):
         s = connect(srv.addr())
@@ -154,8 +153,7 @@ def test_thousand_resets_do_not_kill_the_server(serve, service):
         assert time.monotonic() - t0 < 60, f"1,000 resets: stuck at {i}"
     wait_no_children(srv, 30)
     assert srv.running() and server_pids(srv) == pids
-    wait_for(lambda: server_fd_count(srv) == fds, 2 * SLOW,
-             what=f"the server's descriptors back to {fds}")
+    wait_fds_back(srv, fds, 2 * SLOW)
     log = srv.stderr()
     assert "Broken pipe" not in log and "reset by peer" not in log, log
     with connect(srv.addr()) as s:
@@ -1300,7 +1298,7 @@ def test_failing_allocations_end_connections_not_the_server(
                 "exec:/bin/cat", "tcp://127.0.0.1:0", env=env)
     with open(f"/proc/{srv.pid}/maps") as f:
         assert malloc_shim in f.read(), "the shim is not loaded"
-    fds = server_fd_count(srv)
+    fds = settled_fds(srv)
 
     def arm(on):
         with open(ctl, "r+b") as f:
@@ -1314,8 +1312,7 @@ def test_failing_allocations_end_connections_not_the_server(
     calls, fails = struct.unpack("=QQ", ctl.read_bytes()[8:24])
     assert srv.running(), f"server died: {srv.stderr()[-2000:]}"
     wait_no_children(srv, 10 * SLOW)
-    wait_for(lambda: server_fd_count(srv) == fds, 5 * SLOW,
-             what=f"the server's descriptors back to {fds}")
+    wait_fds_back(srv, fds, 5 * SLOW)
     later = [mixed_client(srv, i) for i in range(100)]
     assert all(later), f"{later.count(False)} of 100 later clients failed"
     assert srv.stop() == 0, srv.stderr()[-2000:]
@@ -1494,7 +1491,7 @@ def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
                     "--max-conns", str(n + 100))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    port, fds, rss = srv.port(), server_fd_count(srv), \
+    port, fds, rss = srv.port(), settled_fds(srv), \
         vm_rss_kib(server_pids(srv))
     t0 = time.monotonic()
     load = subprocess.Popen(
@@ -1528,8 +1525,7 @@ def test_idle_connections_cost_little_and_leave_nothing(serve, duplex):
     # The fork model's connections are its children's: the parent's count
     # is back at once, and each child closes its socket when it has read
     # the client's end of file. Both within the scenario's 2 s.
-    wait_for(lambda: server_fd_count(srv) == fds, 2 * SLOW,
-             what=f"the server's descriptors back to {fds}")
+    wait_fds_back(srv, fds, 2 * SLOW)
     wait_for(lambda: tcp_states(port).get("08", 0) == 0, 2 * SLOW,
              what="no server socket left in CLOSE_WAIT")
     print(f"{MODEL}: {n} idle in {took:.2f} s, RSS +{grown} KiB, "
@@ -1647,12 +1643,7 @@ def test_sighup_reads_the_rules_file_again(serve, tmp_path):
     # The connections state() made close in the server a moment after
     # they close here (under uring, through the ring): count once the
     # count has settled.
-    fds, last = None, server_fd_count(srv)
-    for _ in range(20):
-        time.sleep(0.1)
-        fds, last = last, server_fd_count(srv)
-        if fds == last:
-            break
+    fds = settled_fds(srv)
     rss = vm_rss_kib(server_pids(srv))
     for i in range(100):
         write_acl("deny 127.0.0.%d\n" % (1 + i % 2))
@@ -1662,8 +1653,7 @@ def test_sighup_reads_the_rules_file_again(serve, tmp_path):
     os.kill(srv.pid, signal.SIGHUP)
     wait_for(lambda: state() == (True, False), 1 * SLOW,
              what="the last rules in force")
-    wait_for(lambda: server_fd_count(srv) == fds, 2 * SLOW,
-             what=f"the server's descriptors back to {fds}")
+    wait_fds_back(srv, fds, 2 * SLOW)
     if RSS_BOUNDS:
         assert vm_rss_kib(server_pids(srv)) - rss < 1024
     assert srv.stop() == 0

@@ -416,6 +416,72 @@ def server_fd_count(srv):
     return sum(fd_count(pid) for pid in server_pids(srv))
 
 
+def server_fds(srv):
+    """{(pid, fd): what it is} of the processes that accept and serve;
+    a descriptor closed while it is read is left out."""
+    out = {}
+    for pid in server_pids(srv):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                out[(pid, int(fd))] = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def socket_states():
+    """{inode: "STATE local->remote"} of every TCP socket, for reports."""
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                col = line.split()
+                out[col[9]] = f"{col[3]} {col[1]}->{col[2]}"
+    return out
+
+
+def settled_fds(srv, timeout=2.0):
+    """server_fds() once the count has held still for 100 ms (connections
+    a test has just closed close in the server a moment later)."""
+    last = server_fds(srv)
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = server_fds(srv)
+        if len(now) == len(last):
+            return now
+        last = now
+    pytest.fail(f"the server's descriptors did not settle: {len(last)}")
+
+
+def wait_fds_back(srv, base, timeout):
+    """Waits until the server holds as many descriptors as in BASE (a
+    server_fds() table); fails naming what is open that was not, and
+    what was open that is not, with the TCP state of the sockets."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = server_fds(srv)
+        if len(now) == len(base):
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    states = socket_states()
+
+    def show(table, keys):
+        out = []
+        for k in sorted(keys):
+            what = table[k]
+            inode = what[8:-1] if what.startswith("socket:[") else None
+            out.append(f"{k[0]}/{k[1]} {what} {states.get(inode, '')}")
+        return "; ".join(out[:20])
+    pytest.fail(f"the server's descriptors not back to {len(base)} within "
+                f"{timeout} s but {len(now)}: "
+                f"new: {show(now, now.keys() - base.keys()) or '-'}; "
+                f"gone: {show(base, base.keys() - now.keys()) or '-'}")
+
+
 def server_cpu_seconds(srv):
     return sum(cpu_seconds(pid) for pid in server_pids(srv))
 
