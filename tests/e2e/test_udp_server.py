@@ -7,6 +7,7 @@ create. Every wait is bounded; every process is ended by its pid."""
 import os
 import random
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -767,6 +768,98 @@ def test_guard_drops_datagrams_sent_to_broadcast(serve, netns):
     assert srv.usr1()["broadcast-destination"] == 1
 
 
+S33_CLIENT = """
+import socket, sys, time
+ports = [int(p) for p in sys.argv[1:]]
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+def collect(seconds):
+    got, end = [], time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        c.settimeout(left)
+        try:
+            got.append(c.recvfrom(70000)[1][1])
+        except socket.timeout:
+            break
+    return sorted(got)
+for p in ports:
+    c.sendto(b"to all", ("192.0.2.255", p))
+print("broadcast replies:", collect(1.0))
+for p in ports:
+    c.sendto(b"to one", ("192.0.2.1", p))
+print("unicast replies:", collect(1.0))
+"""
+
+
+# One Ethernet frame out of DEV: an IPv4 UDP datagram from 0.0.0.0:5000
+# to 255.255.255.255:PORT (as a DHCP client sends before it has an
+# address). The only way such a source reaches a socket: the kernel drops
+# 0.0.0.0 as a martian to any other destination, and a raw IP socket
+# fills in its own address for it.
+ZERO_SOURCE_FRAME = """
+import socket, struct, sys
+dev, port = sys.argv[1], int(sys.argv[2])
+payload = b"from nowhere"
+udp = struct.pack("!HHHH", 5000, port, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                 bytes(4), b"\\xff" * 4)
+words = sum(struct.unpack("!10H", ip))
+while words >> 16:
+    words = (words & 0xFFFF) + (words >> 16)
+ip = ip[:10] + struct.pack("!H", ~words & 0xFFFF) + ip[12:]
+with open(f"/sys/class/net/{dev}/address") as f:
+    mac = bytes.fromhex(f.read().strip().replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+s.send(b"\\xff" * 6 + mac + b"\\x08\\x00" + ip + udp)
+"""
+
+
+def test_udp_services_ignore_broadcast_and_bad_sources(serve, netns):
+    """S33, in a namespace of our own with a veth pair on 192.0.2.0/24:
+    echo, chargen, qotd, daytime and time on the wildcard. A datagram to
+    the subnet's broadcast address, one from 0.0.0.0 to 255.255.255.255
+    (an Ethernet frame into the veth) and a spoofed one from 224.0.0.1
+    get no reply from any of them and are counted by reason; a unicast
+    datagram from the client gets exactly one reply from each."""
+    p = in_netns(netns, ["ip", "link", "add", "v0", "type", "veth", "peer",
+                         "name", "v1"])
+    if p.returncode != 0:
+        pytest.skip(f"cannot create a veth pair: {p.stderr.decode()}")
+    for cmd in (["ip", "addr", "add", "192.0.2.1/24", "brd", "192.0.2.255",
+                 "dev", "v0"],
+                ["ip", "link", "set", "v1", "up"],
+                ["ip", "link", "set", "v0", "up"]):
+        p = in_netns(netns, cmd)
+        assert p.returncode == 0, p.stderr
+    args = []
+    for name in REFLECTORS:
+        args += [name, "udp://0.0.0.0:0"]
+    srv = serve(*args, netns=netns)
+    ports = [srv.port(i) for i in range(len(REFLECTORS))]
+    for port in ports:
+        send_raw_udp("224.0.0.1", 5000, "192.0.2.1", port, b"bad source",
+                     netns=netns)
+        p = in_netns(netns, ["/usr/bin/python3", "-c", ZERO_SOURCE_FRAME,
+                             "v1", str(port)])
+        assert p.returncode == 0, p.stderr.decode()
+    p = in_netns(netns, ["/usr/bin/python3", "-c", S33_CLIENT,
+                         *map(str, ports)])
+    out = p.stdout.decode()
+    assert p.returncode == 0, (out, p.stderr.decode())
+    assert "broadcast replies: []" in out, out
+    assert f"unicast replies: {sorted(ports)}" in out, out
+    counters = srv.usr1()
+    # 0.0.0.0 to the broadcast address is both; counted once, as either.
+    assert counters["bad-source"] >= len(ports), counters
+    assert counters["broadcast-destination"] >= len(ports), counters
+    assert counters["bad-source"] + counters["broadcast-destination"] \
+        == 3 * len(ports), counters
+    assert counters["send-failed"] == 0, counters
+    for i in range(len(ports)):
+        assert srv.served(i) == 1, REFLECTORS[i]
+
+
 @needs_root
 def test_guard_drops_own_port_source(serve):
     srv = serve("echo", "udp://127.0.0.1:0", "chargen", "udp://127.0.0.1:0")
@@ -778,6 +871,86 @@ def test_guard_drops_own_port_source(serve):
     assert counters["own-port"] == 1, counters
     assert srv.served(0) == 0
     assert srv.served(1) == 0, "chargen was reached: a loop started"
+
+
+REFLECTORS = ("echo", "chargen", "qotd", "daytime", "time")
+BAD_SOURCE_PORTS = (0, 1, 7, 9, 13, 17, 19, 37, 1023, 2049)
+
+
+def udp_sniffer():
+    """A raw socket that sees every IPv4 UDP datagram delivered on this
+    host (loopback included), non-blocking."""
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    r.setblocking(False)
+    return r
+
+
+def sniffed(r, seconds):
+    """(source port, destination port, payload) of every datagram R sees
+    within SECONDS."""
+    out, end = [], time.monotonic() + seconds
+    sel = selectors.DefaultSelector()
+    sel.register(r, selectors.EVENT_READ)
+    while (left := end - time.monotonic()) > 0:
+        if not sel.select(left):
+            continue
+        pkt = r.recv(70000)
+        ihl = (pkt[0] & 0x0F) * 4
+        sport, dport = struct.unpack("!HH", pkt[ihl:ihl + 4])
+        out.append((sport, dport, pkt[ihl + 8:]))
+    sel.close()
+    return out
+
+
+@needs_root
+def test_every_udp_service_refuses_reflection_sources(serve):
+    """S30: one server with echo, chargen, qotd, daytime and time on UDP;
+    to each, one spoofed datagram from every source port of {0, 1, 7, 9,
+    13, 17, 19, 37, 1023, 2049} and from each of the server's own five
+    ports. A raw socket sees every UDP datagram on the host: within 1 s
+    none leaves any of the server's ports but the spoofed ones themselves,
+    and every one is counted by its reason. Then one datagram from port
+    40000 to each service gets exactly one reply."""
+    args = []
+    for name in REFLECTORS:
+        args += [name, "udp://127.0.0.1:0"]
+    srv = serve(*args)
+    ports = [srv.port(i) for i in range(len(REFLECTORS))]
+    sources = BAD_SOURCE_PORTS + tuple(ports)
+    sent = []
+    with udp_sniffer() as r:
+        for port in ports:
+            for sport in sources:
+                payload = b"s30 %d->%d" % (sport, port)
+                send_raw_udp("127.0.0.1", sport, "127.0.0.1", port, payload)
+                sent.append((sport, port, payload))
+        seen = sniffed(r, 1.0)
+    from_server = [d for d in seen if d[0] in ports]
+    for d in sent:
+        if d in from_server:
+            from_server.remove(d)  # a spoofed one, not a reply
+    assert from_server == [], f"replies: {from_server[:10]}"
+    counters = srv.usr1()
+    refused = sum(counters[k] for k in ("source-port", "own-port",
+                                        "bad-source"))
+    assert refused == len(sent), counters
+    assert counters["own-port"] == len(ports) * len(ports), counters
+    assert counters["send-failed"] == 0, counters
+    for i in range(len(ports)):
+        assert srv.served(i) == 0, REFLECTORS[i]
+    with bind_source(40000, range(40001, 40100)) as s:
+        for port in ports:
+            s.sendto(b"control", ("127.0.0.1", port))
+        replies = {}
+        end = time.monotonic() + 1.0
+        while (left := end - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                _, (_, port) = s.recvfrom(70000)
+            except socket.timeout:
+                break
+            replies[port] = replies.get(port, 0) + 1
+    assert replies == {port: 1 for port in ports}, replies
 
 
 def udp_snmp(ns):
