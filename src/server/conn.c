@@ -525,9 +525,11 @@ mirror_blocking(struct dx_conn *c, uint8_t *scratch)
 
 	if (buf == NULL)
 		return DX_END_ERROR;
+	/* ROOM is the whole buffer here (nothing is queued when the loop
+	 * calls this); a read that fills it ends the tight loop. */
 	for (;;) {
-		n = dx_read(c->fd, buf, DX_CONN_BUF);
-		if (n <= 0 || n == DX_CONN_BUF)
+		n = dx_read(c->fd, buf, room);
+		if (n <= 0 || (size_t)n == room)
 			break;
 		sent = dx_send(c->fd, buf, (size_t)n);
 		if (sent != n) {
