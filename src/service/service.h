@@ -212,6 +212,14 @@ void dx__quotes_free(struct dx_quotes *q);
 /* time.c: RFC 868 seconds since 1900 for a Unix time, modulo 2^32. */
 uint32_t dx__rfc868_time(int64_t unix_seconds);
 
+/*
+ * time.c: the Unix time an RFC 868 count stands for, with an era pivot: a
+ * count whose top bit is set is read in 1968-2036, one whose top bit is
+ * clear in 2036-2104 (after the wrap), as RFC 4330 reads NTP's same
+ * count. Inverse of dx__rfc868_time() for 1968-01-20 to 2104-02-26.
+ */
+int64_t dx__rfc868_unix(uint32_t count);
+
 /* daytime.c: formats the RFC 867 line for a Unix time into BUF. */
 size_t dx__daytime_format(int64_t unix_seconds, char *buf, size_t len);
 

@@ -21,6 +21,16 @@ dx__rfc868_time(int64_t unix_seconds)
 	                  0xffffffffu);
 }
 
+int64_t
+dx__rfc868_unix(uint32_t count)
+{
+	int64_t since_1900 = (int64_t)count;
+
+	if (!(count & 0x80000000u))
+		since_1900 += (int64_t)1 << 32;
+	return since_1900 - RFC868_EPOCH_OFFSET;
+}
+
 static ssize_t
 time_dgram(const struct dx_dgram_req *req)
 {

@@ -109,6 +109,21 @@ TEST(rfc868_time_and_the_2036_wrap)
 	CHECK_INT_EQ(serve(&dx__service_time, "", 0, NULL), 4);
 }
 
+TEST(rfc868_era_pivot)
+{
+	/* Both sides of the wrap, today, and the ends of the window. */
+	static const int64_t when[] = {0,          1796083200, 2085978495,
+	                               2085978496, 2085978497, 4233462143,
+	                               -61505152};
+
+	for (size_t i = 0; i < sizeof(when) / sizeof(when[0]); i++)
+		CHECK_INT_EQ(dx__rfc868_unix(dx__rfc868_time(when[i])),
+		             when[i]);
+	CHECK_INT_EQ(dx__rfc868_unix(0), 2085978496);
+	CHECK_INT_EQ(dx__rfc868_unix(0x7fffffffu), 2085978496 + 0x7fffffffLL);
+	CHECK_INT_EQ(dx__rfc868_unix(0x80000000u), -61505152);
+}
+
 TEST(daytime_is_ctime_line)
 {
 	char line[64];
@@ -195,6 +210,7 @@ main(void)
 	RUN(chargen_fill_resumes_where_it_stopped);
 	RUN(chargen_datagram_at_most_512);
 	RUN(rfc868_time_and_the_2036_wrap);
+	RUN(rfc868_era_pivot);
 	RUN(daytime_is_ctime_line);
 	RUN(qotd_file_is_split_at_percent_lines);
 	RUN(qotd_rejects_long_quote_and_empty_file);
