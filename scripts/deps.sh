@@ -10,10 +10,11 @@ pkgs_build="gcc make cmake ninja-build"
 # Test peers are real programs no one here wrote: nc, socat, ncat, xinetd
 # (reference echo/daytime/chargen), util-linux (prlimit, setpriv); nftables and
 # iproute2 for loss injection in network namespaces; clang for libFuzzer;
-# libevent-dev for the benchmark's libevent echo, which the bench tests run.
+# libevent-dev for the benchmark's libevent echo, which the bench tests run;
+# faketime to run the time server across the 2036 wrap.
 pkgs_test="python3 python3-pytest netcat-openbsd socat ncat xinetd util-linux
 	nftables iproute2 procps strace pkg-config liburing-dev clang
-	libclang-rt-14-dev libevent-dev"
+	libclang-rt-14-dev libevent-dev faketime"
 pkgs_lint="clang-tidy cppcheck clang-format"
 pkgs_bench="util-linux python3 socat ncat xinetd ucspi-tcp iperf3
 	libevent-dev pkg-config liburing-dev"

@@ -61,6 +61,25 @@ long long cli_parse_size(const char *text);
 int cli_parse_count(const char *text, long long lo, long long hi,
                     long long *out);
 
+/*
+ * --as SERVICE (answer.c): the answer of a service that sends and closes,
+ * checked and shown. CLI_AS_RAW: any bytes, shown as they are.
+ */
+enum { CLI_AS_RAW = 0, CLI_AS_TIME, CLI_AS_DAYTIME };
+
+/* The most a checked answer may be: beyond it a server is streaming. */
+#define CLI_ANSWER_MAX 1024
+
+/* "time" or "daytime" as CLI_AS_*, or -1. */
+int cli_parse_answer(const char *text);
+
+/* 0 when the N bytes at BUF are an answer AS allows, else -1 and WHY. */
+int cli_check_answer(int as, const uint8_t *buf, size_t n, char *why,
+                     size_t whylen);
+
+/* Prints a checked answer: time as an ISO 8601 UTC date, daytime as is. */
+void cli_print_answer(int as, const uint8_t *buf, size_t n);
+
 /* The subcommands (one file each under src/cli/). */
 int cmd_port(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

@@ -57,14 +57,20 @@ static const char usage[] =
         "      --recv-only         copy the socket to standard output only;\n"
         "                          standard input is not read and the write\n"
         "                          side is shut down at once (nc -d -N)\n"
+        "      --as SERVICE        send nothing, read the answer of SERVICE\n"
+        "                          and check it: time (4 bytes, shown as an\n"
+        "                          ISO 8601 UTC date, read past the 2036\n"
+        "                          wrap) or daytime (text, at most 1024\n"
+        "                          bytes: a longer stream is cut off); it\n"
+        "                          must come within --idle (default 5s)\n"
         "  -z, --scan              probe ports, send no data\n"
         "      --trace             print every socket call on stderr\n"
         "  -h, --help              this text\n"
         "\n"
         "exit status: 0 done, the peer closed (-z: a port is open, or\n"
         "open|filtered for udp), 1 failure, e.g. a reset connection (-z: no\n"
-        "port open), 2 bad input, 3 connect timeout or --idle expired,\n"
-        "4 refused\n";
+        "port open; --as: not the service's answer), 2 bad input, 3 connect\n"
+        "timeout or --idle expired, 4 refused\n";
 
 /* Bytes buffered each way; a side is not read while its buffer is full. */
 #define RELAY_BUF ((size_t)64 * 1024)
@@ -72,6 +78,8 @@ static const char usage[] =
 #define SCAN_WINDOW 64
 /* -z's connect or reply timeout for each port without --timeout. */
 #define SCAN_TIMEOUT_MS 1000
+/* --as without --idle: how long a time or daytime server may be silent. */
+#define ANSWER_IDLE_MS 5000
 /* How many resolved addresses a connect tries at most. */
 #define MAX_ADDRS 16
 /* "Keep going": the relay's steps return an exit code or this. */
@@ -81,6 +89,7 @@ struct conn_opts {
 	long long timeout_ms; /* -1: none of our own */
 	long long idle_ms;    /* -1: no idle limit */
 	int no_shutdown, send_only, recv_only, scan;
+	int as; /* --as: CLI_AS_* */
 };
 
 /* ------------------------------------------------------------------------
@@ -94,6 +103,7 @@ static const struct option long_opts[] = {
         {"send-only", no_argument, NULL, 'S'},
         {"recv-only", no_argument, NULL, 'R'},
         {"scan", no_argument, NULL, 'z'},
+        {"as", required_argument, NULL, 'a'},
         {"trace", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -133,8 +143,13 @@ check_opts(const struct conn_opts *o)
 		          "other");
 		return -1;
 	}
+	if (o->as != CLI_AS_RAW && (o->send_only || o->no_shutdown)) {
+		cli_error("connect: --as sends nothing; it takes neither "
+		          "--send-only nor --no-shutdown");
+		return -1;
+	}
 	if (o->scan && (o->send_only || o->recv_only || o->no_shutdown ||
-	                o->idle_ms >= 0)) {
+	                o->idle_ms >= 0 || o->as != CLI_AS_RAW)) {
 		cli_error("connect: -z sends no data; it takes only --timeout "
 		          "and --trace");
 		return -1;
@@ -154,6 +169,14 @@ parse_opts(int argc, char **argv, struct conn_opts *o)
 			continue;
 		if (c == 'i' && (o->idle_ms = cli_parse_duration(optarg)) > 0)
 			continue;
+		if (c == 'a' && (o->as = cli_parse_answer(optarg)) > 0)
+			continue;
+		if (c == 'a') {
+			cli_error("connect: bad value '%s' for --as (expected "
+			          "time or daytime)",
+			          optarg);
+			return -1;
+		}
 		if (set_flag(o, c))
 			continue;
 		if (c == 'h') {
@@ -398,37 +421,54 @@ relay_init(struct relay *r, int sock, const char *name,
 	r->last_move = dx_now_ms();
 }
 
-/* The one line for a socket that failed; returns the exit code. */
+/* The one line for a socket to NAME that failed; returns the exit code. */
 static int
-sock_failed(const struct relay *r, int err)
+conn_failed(const char *name, int err)
 {
 	if (err == -ECONNRESET)
 		cli_error("connect: the connection to '%s' was reset by the "
 		          "peer",
-		          r->name);
+		          name);
 	else
-		cli_error("connect: the connection to '%s' failed: %s", r->name,
+		cli_error("connect: the connection to '%s' failed: %s", name,
 		          dx_strerror(err));
 	return DX_EXIT_FAIL;
+}
+
+static int
+sock_failed(const struct relay *r, int err)
+{
+	return conn_failed(r->name, err);
+}
+
+/*
+ * shutdown(FD, SHUT_WR): neither blocks nor says EINTR, so the socket
+ * layer has no wrapper for it; traced here. Returns 0 or -errno.
+ */
+static int
+shutdown_write(int fd)
+{
+	int err = shutdown(fd, SHUT_WR) < 0 ? -errno : 0;
+
+	if (dx_trace_on() && err == 0)
+		dx_trace("shutdown(%d, SHUT_WR) = 0", fd);
+	else if (dx_trace_on())
+		dx_trace("shutdown(%d, SHUT_WR) = -1 (%s)", fd,
+		         dx_strerror(err));
+	return err;
 }
 
 /*
  * Sends the peer a FIN while the socket stays open for reading: the
  * half-close that lets a server read to end of file and still answer.
- * shutdown(2) neither blocks nor says EINTR; the socket layer has no
- * wrapper for it, so it is traced here. ENOTCONN means the connection is
- * already gone, which the next read reports.
+ * ENOTCONN means the connection is already gone, which the next read
+ * reports.
  */
 static int
 shut_write(struct relay *r)
 {
-	int err = shutdown(r->sock, SHUT_WR) < 0 ? -errno : 0;
+	int err = shutdown_write(r->sock);
 
-	if (dx_trace_on() && err == 0)
-		dx_trace("shutdown(%d, SHUT_WR) = 0", r->sock);
-	else if (dx_trace_on())
-		dx_trace("shutdown(%d, SHUT_WR) = -1 (%s)", r->sock,
-		         dx_strerror(err));
 	r->wr_shut = 1;
 	if (err < 0 && err != -ENOTCONN)
 		return sock_failed(r, err);
@@ -647,6 +687,50 @@ relay_run(struct relay *r)
 	}
 }
 
+/*
+ * --as: reads the answer of a service that sends and closes (time,
+ * daytime), sending nothing. Ends with an error at the first byte past
+ * CLI_ANSWER_MAX (a server that streams is not copied on), at a reset,
+ * or when no byte comes for the idle limit; a whole answer is checked
+ * before it is printed.
+ */
+static int
+run_answer(int fd, const char *name, const struct conn_opts *o)
+{
+	uint8_t buf[CLI_ANSWER_MAX + 1];
+	long long idle = o->idle_ms > 0 ? o->idle_ms : ANSWER_IDLE_MS;
+	size_t have = 0;
+	char why[128];
+	ssize_t n;
+	int rc = shutdown_write(fd);
+
+	if (rc < 0 && rc != -ENOTCONN)
+		return conn_failed(name, rc);
+	while (have <= CLI_ANSWER_MAX) {
+		rc = dx_wait(fd, POLLIN, dx_deadline_in(idle));
+		if (rc == -ETIMEDOUT) {
+			cli_error("connect: no answer from '%s' for %lld ms "
+			          "(%zu bytes so far)",
+			          name, idle, have);
+			return DX_EXIT_TIMEOUT;
+		}
+		n = rc < 0 ? rc : dx_read(fd, buf + have, sizeof(buf) - have);
+		if (n == 0)
+			break;
+		if (n == -EAGAIN)
+			continue;
+		if (n < 0)
+			return conn_failed(name, (int)n);
+		have += (size_t)n;
+	}
+	if (cli_check_answer(o->as, buf, have, why, sizeof(why)) < 0) {
+		cli_error("connect: '%s': %s", name, why);
+		return DX_EXIT_FAIL;
+	}
+	cli_print_answer(o->as, buf, have);
+	return fflush(stdout) == 0 ? DX_EXIT_OK : DX_EXIT_FAIL;
+}
+
 static int
 run_stream(const struct dx_endpoint *ep, const char *text,
            const struct conn_opts *o)
@@ -659,6 +743,10 @@ run_stream(const struct dx_endpoint *ep, const char *text,
 		cli_error("connect: cannot reach '%s': %s", text,
 		          dx_strerror(fd));
 		return connect_exit(fd);
+	}
+	if (o->as != CLI_AS_RAW) {
+		rc = run_answer(fd, text, o);
+		goto out;
 	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
@@ -924,7 +1012,7 @@ run_scan(const struct dx_endpoint *ep, const char *text, uint16_t lo,
 int
 cmd_connect(int argc, char **argv)
 {
-	struct conn_opts o = {-1, -1, 0, 0, 0, 0};
+	struct conn_opts o = {-1, -1, 0, 0, 0, 0, CLI_AS_RAW};
 	struct dx_endpoint ep;
 	uint16_t lo = 0, hi = 0;
 	int rc = parse_opts(argc, argv, &o);

@@ -41,15 +41,22 @@ static const char usage[] =
         "  -c, --count N            send N probes and print a summary\n"
         "  -i, --interval DURATION  time between probes (default 1s)\n"
         "  -x, --hex                print replies as a hex dump\n"
+        "      --as SERVICE         check the reply as SERVICE's answer and\n"
+        "                           show it: time (4 bytes, shown as an\n"
+        "                           ISO 8601 UTC date, read past the 2036\n"
+        "                           wrap) or daytime (text, at most 1024\n"
+        "                           bytes); without DATA the request is\n"
+        "                           empty and standard input is not read\n"
         "      --trace              print every socket call on stderr\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 every probe answered, 2 bad input, 3 no reply before\n"
-        "the timeout, 4 refused (ICMP port unreachable), 1 other failure\n";
+        "the timeout, 4 refused (ICMP port unreachable), 1 other failure\n"
+        "(with --as: a reply that is not the service's answer)\n";
 
 struct send_opts {
 	long long timeout_ms, interval_ms, retries, count;
-	int hex;
+	int hex, as; /* as: CLI_AS_* */
 };
 
 struct probe_stats {
@@ -116,20 +123,26 @@ probe(int fd, const struct send_opts *o, const void *data, size_t len,
 	return -ETIMEDOUT;
 }
 
+/* Prints probe SEQ's outcome; BAD says why a reply is not the answer. */
 static void
 report(const struct send_opts *o, long long seq, ssize_t n, const uint8_t *buf,
-       double rtt)
+       double rtt, const char *bad)
 {
 	if (o->count == 1) {
-		if (n < 0)
+		if (n < 0 || bad != NULL)
 			return; /* run_probes() says why on stderr */
 		if (o->hex)
 			print_hex(buf, (size_t)n);
 		else
-			fwrite(buf, 1, (size_t)n, stdout);
+			cli_print_answer(o->as, buf, (size_t)n);
 		return;
 	}
-	if (n >= 0)
+	if (n >= 0 && bad != NULL)
+		printf("seq=%lld bad reply: %s\n", seq, bad);
+	else if (n >= 0 && o->as != CLI_AS_RAW) {
+		printf("seq=%lld reply in %.3f ms: ", seq, rtt);
+		cli_print_answer(o->as, buf, (size_t)n);
+	} else if (n >= 0)
 		printf("seq=%lld reply %zd bytes in %.3f ms\n", seq, n, rtt);
 	else
 		printf("seq=%lld %s\n", seq, dx_strerror((int)n));
@@ -178,6 +191,8 @@ run_probes(int fd, const struct dx_endpoint *ep, const struct send_opts *o,
 	struct probe_stats st = {.rtt_min = 1e300};
 	ssize_t n, last_err = 0;
 	double rtt = 0;
+	char why[128];
+	const char *bad;
 
 	for (long long seq = 1; buf != NULL && seq <= o->count; seq++) {
 		if (seq > 1) {
@@ -188,8 +203,16 @@ run_probes(int fd, const struct dx_endpoint *ep, const struct send_opts *o,
 		}
 		st.sent++;
 		n = fd < 0 ? fd : probe(fd, o, data, len, buf, &rtt);
-		report(o, seq, n, buf, rtt);
-		if (n >= 0) {
+		bad = n >= 0 && cli_check_answer(o->as, buf, (size_t)n, why,
+		                                 sizeof(why)) < 0
+		              ? why
+		              : NULL;
+		report(o, seq, n, buf, rtt, bad);
+		if (bad != NULL) {
+			last_err = -EBADMSG;
+			if (o->count == 1)
+				cli_error("send: %s", bad);
+		} else if (n >= 0) {
 			st.received++;
 			st.rtt_sum += rtt;
 			st.rtt_min = rtt < st.rtt_min ? rtt : st.rtt_min;
@@ -222,6 +245,7 @@ static const struct option long_opts[] = {
         {"count", required_argument, NULL, 'c'},
         {"interval", required_argument, NULL, 'i'},
         {"hex", no_argument, NULL, 'x'},
+        {"as", required_argument, NULL, 'a'},
         {"trace", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -247,6 +271,14 @@ parse_opts(int argc, char **argv, struct send_opts *o)
 		if (c == 'c' &&
 		    cli_parse_count(optarg, 1, 1000000, &o->count) == 0)
 			continue;
+		if (c == 'a' && (o->as = cli_parse_answer(optarg)) > 0)
+			continue;
+		if (c == 'a') {
+			cli_error("send: bad value '%s' for --as (expected "
+			          "time or daytime)",
+			          optarg);
+			return -1;
+		}
 		if (c == 'x' || c == 'T') {
 			if (c == 'x')
 				o->hex = 1;
@@ -265,17 +297,20 @@ parse_opts(int argc, char **argv, struct send_opts *o)
 	return 0;
 }
 
-/* The datagram: DATA, or all of standard input (one datagram's worth). */
+/*
+ * The datagram: DATA, or all of standard input (one datagram's worth);
+ * with --as and no DATA, an empty one (what time and daytime expect).
+ */
 static ssize_t
-read_payload(int argc, char **argv, uint8_t *buf)
+read_payload(int argc, char **argv, int as, uint8_t *buf)
 {
 	ssize_t n;
 
-	if (argc > 1) {
-		size_t len = strlen(argv[1]);
+	if (argc > 1 || as != CLI_AS_RAW) {
+		size_t len = argc > 1 ? strlen(argv[1]) : 0;
 		if (len > DX_DGRAM_MAX)
 			return -EMSGSIZE;
-		memcpy(buf, argv[1], len);
+		memcpy(buf, argc > 1 ? argv[1] : "", len);
 		return (ssize_t)len;
 	}
 	n = dx_read_full(STDIN_FILENO, buf, DX_DGRAM_MAX + 1, DX_FOREVER, NULL);
@@ -285,7 +320,7 @@ read_payload(int argc, char **argv, uint8_t *buf)
 int
 cmd_send(int argc, char **argv)
 {
-	struct send_opts o = {1000, 1000, 2, 1, 0};
+	struct send_opts o = {1000, 1000, 2, 1, 0, CLI_AS_RAW};
 	struct dx_endpoint ep;
 	char why[256];
 	uint8_t *data = NULL;
@@ -309,7 +344,7 @@ cmd_send(int argc, char **argv)
 		return DX_EXIT_USAGE;
 	}
 	data = malloc(DX_DGRAM_MAX + 1);
-	len = data ? read_payload(argc, argv, data) : -ENOMEM;
+	len = data ? read_payload(argc, argv, o.as, data) : -ENOMEM;
 	if (len < 0) {
 		cli_error("send: %s",
 		          len == -EMSGSIZE ? "data is longer than one datagram "

@@ -7,6 +7,7 @@ under backpressure, the -z port scan over TCP and UDP, bad input and
 --trace. Peers are python sockets on 127.0.0.1 port 0 (or unix sockets in
 a temporary directory) and socat; every wait is bounded and every process
 is ended by its pid."""
+import calendar
 import hashlib
 import os
 import re
@@ -21,6 +22,10 @@ import pytest
 
 from conftest import (duplex_path, have_ipv6_loopback, in_netns, need, nft,
                       run, udp_socket)
+
+
+# Sanitizer builds run slower (make check SANITIZE=...).
+SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
 
 
 def tcp(port, host="127.0.0.1"):
@@ -358,6 +363,149 @@ def test_connect_idle_exit_3(duplex, peer):
     assert "idle" in err.decode()
     assert 0.25 <= secs < 3, secs
     srv.join()
+
+
+# ---------------------------------------------------------------------------
+# --as: the answer of time and daytime, checked (S39: hostile servers)
+# ---------------------------------------------------------------------------
+
+def test_connect_as_time_and_daytime_of_duplex(duplex, serve):
+    srv = serve("time", "tcp://127.0.0.1:0", "daytime", "tcp://127.0.0.1:0")
+    rc, out, err, _ = connect_open_stdin(["--as", "time",
+                                          tcp(srv.port(0))])
+    assert rc == 0, err
+    m = re.match(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\n$", out)
+    assert m, out
+    when = calendar.timegm(time.strptime(m.group(1).decode(),
+                                         "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(when - time.time()) <= 5
+    rc, out, err, _ = connect_open_stdin(["--as", "daytime",
+                                          tcp(srv.port(1))])
+    assert rc == 0, err
+    assert re.match(rb"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\r\n$",
+                    out), out
+
+
+def sends(data):
+    """A peer handler that sends DATA, then closes."""
+    def handler(conn, peer):
+        conn.sendall(data)
+    return handler
+
+
+@pytest.mark.parametrize("service,data,shown", [
+    ("time", b"\x00\x00\x00\x01", b"2036-02-07T06:28:17Z\n"),
+    ("time", b"\x83\xaa\x7e\x80", b"1970-01-01T00:00:00Z\n"),
+    ("time", b"abc", None),
+    ("time", b"abcde", None),
+    ("time", b"", None),
+    ("daytime", b"Thu Jan  1 00:00:00 1970\r\n",
+     b"Thu Jan  1 00:00:00 1970\r\n"),
+    ("daytime", b"x" * 1025, None),
+    ("daytime", b"\xff\xfe\r\n", None),
+], ids=["after-wrap", "epoch", "3-bytes", "5-bytes", "empty", "daytime",
+        "daytime-1025", "daytime-binary"])
+def test_connect_as_checks_the_answer(duplex, peer, service, data, shown):
+    """S39: a time answer is exactly 4 bytes, read past the 2036 wrap; a
+    daytime answer is text of at most 1 KiB; anything else is one error
+    line, exit 1 and nothing on standard output."""
+    srv = peer(sends(data))
+    rc, out, err, _ = connect_open_stdin(["--as", service, srv.endpoint])
+    if shown is not None:
+        assert (rc, out) == (0, shown), err
+    else:
+        assert rc == 1 and out == b"", (rc, out, err)
+        line = err.decode().strip()
+        assert "not an RFC 86" in line or "not daytime text" in line, line
+        assert srv.endpoint in line
+    srv.join()
+
+
+def test_connect_as_daytime_stops_an_endless_stream(duplex, peer):
+    """S39: a server that streams without end (here up to 64 MiB or until
+    the client goes) is cut off at the cap: exit 1 within 1 s."""
+    def endless(conn, peer):
+        try:
+            for _ in range(1024):
+                conn.sendall(b"x" * 65536)
+        except OSError:
+            pass
+
+    srv = peer(endless)
+    rc, out, err, secs = connect_open_stdin(["--as", "daytime",
+                                             srv.endpoint])
+    assert rc == 1 and out == b"", (rc, err)
+    assert "more than 1024 bytes" in err.decode(), err
+    assert secs < 1.0, secs
+    srv.join()
+
+
+def test_connect_as_silent_server_exits_at_the_idle_limit(duplex, peer):
+    """S39: a server that accepts and says nothing: exit 3 at --idle
+    (300 ms; the bound above it allows for starting the process)."""
+    srv = peer(hold_open)
+    rc, out, err, secs = connect_open_stdin(["--as", "time", "--idle",
+                                             "300ms", srv.endpoint])
+    assert rc == 3 and out == b"", (rc, err)
+    assert "no answer" in err.decode(), err
+    assert 0.3 <= secs < 0.3 + 0.15 * SLOW, secs
+    srv.join()
+
+
+def test_connect_as_reset_mid_answer(duplex, peer):
+    """S39: two bytes of a time answer, then a reset: exit 1, at once."""
+    def half_then_reset(conn, peer):
+        conn.sendall(b"\x83\xaa")
+        time.sleep(0.1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    srv = peer(half_then_reset)
+    rc, out, err, secs = connect_open_stdin(["--as", "time", srv.endpoint])
+    assert rc == 1 and out == b"", (rc, err)
+    assert "reset" in err.decode(), err
+    assert secs < 2, secs
+    srv.join()
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+@pytest.mark.parametrize("start,raw_max,shown", [
+    ("2036-02-07 06:28:10", 0xFFFFFFFF, "2036-02-07T06:28:1"),
+    ("2036-02-07 06:28:20", 60, "2036-02-07T06:28:"),
+], ids=["before-wrap", "after-wrap"])
+def test_time_across_the_2036_wrap(duplex, serve, start, raw_max, shown):
+    """S39: the time server under libfaketime, its clock a few seconds
+    before and after 2036-02-07T06:28:16Z: the count it sends is seconds
+    since 1900 modulo 2^32 (just under 2^32 before, small after), and
+    `connect --as time` (the era pivot) reads both as that morning."""
+    if os.environ.get("SANITIZE"):
+        pytest.skip("libfaketime (LD_PRELOAD) cannot precede a sanitizer "
+                    "runtime")
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.fail("libfaketime is not installed (make check installs "
+                    "the faketime package)")
+    env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME="@" + start,
+               FAKETIME_DONT_FAKE_MONOTONIC="1", TZ="UTC")
+    srv = serve("time", "tcp://127.0.0.1:0", env=env)
+    with socket.create_connection(("127.0.0.1", srv.port()), 5) as c:
+        raw = c.recv(8)
+    assert len(raw) == 4, raw
+    count = int.from_bytes(raw, "big")
+    assert raw_max - 60 <= count <= raw_max, hex(count)
+    rc, out, err, _ = connect_open_stdin(["--as", "time",
+                                          tcp(srv.port())])
+    assert rc == 0, err
+    assert out.decode().startswith(shown), out
+
+
+def test_connect_as_bad_combinations(duplex):
+    for args in (["--as", "qotd"], ["--as", "time", "--send-only"],
+                 ["--as", "time", "--no-shutdown"], ["-z", "--as", "time"]):
+        p = run(["connect", *args, tcp(9)])
+        assert p.returncode == 2, (args, p)
+        assert one_error_line(p).startswith("duplex: connect: "), args
 
 
 def test_connect_idle_reset_by_traffic(duplex, peer):

@@ -5,6 +5,7 @@ wrote), against python fakes that stay silent or answer from the wrong
 address, through a lossy path (nftables in a namespace of our own), and
 its --trace output (and that of duplex serve). Every wait is bounded;
 every process is ended by its pid."""
+import calendar
 import hashlib
 import heapq
 import os
@@ -82,6 +83,86 @@ def test_send_time(duplex, services):
     assert len(p.stdout) == 4, p.stdout
     (secs,) = struct.unpack("!I", p.stdout)
     assert abs(secs - RFC868_OFFSET - time.time()) <= 5
+
+
+ISO_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\n$")
+
+
+def iso_seconds(out):
+    """The Unix time of the one ISO 8601 UTC line OUT."""
+    m = ISO_RE.match(out)
+    assert m, f"not an ISO 8601 UTC line: {out!r}"
+    return calendar.timegm(time.strptime(m.group(1).decode(),
+                                         "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_send_as_time_and_daytime(duplex, services):
+    """--as sends an empty request (standard input is not read) and shows
+    the answer: time as an ISO 8601 UTC date, daytime as its line."""
+    p = run(["send", "--as", "time", udp(services.port(2))])
+    assert p.returncode == 0, p.stderr
+    assert abs(iso_seconds(p.stdout) - time.time()) <= 5
+    p = run(["send", "--as", "daytime", udp(services.port(1))])
+    assert p.returncode == 0, p.stderr
+    assert CTIME_RE.match(p.stdout), p.stdout
+    p = run(["send", "--as", "time", "--count", "2", "--interval", "0.1",
+             udp(services.port(2))])
+    assert p.returncode == 0, p.stderr
+    assert len(re.findall(rb"seq=\d reply in [\d.]+ ms: \d{4}-",
+                          p.stdout)) == 2, p.stdout
+
+
+def answering(reply):
+    """A UDP server thread that answers one request with REPLY; returns
+    (its socket, the thread)."""
+    s = udp_socket()
+
+    def answer():
+        try:
+            _, client = s.recvfrom(100)
+            s.sendto(reply, client)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    return s, t
+
+
+@pytest.mark.parametrize("service,reply,shown", [
+    ("time", struct.pack("!I", 1), b"2036-02-07T06:28:17Z\n"),
+    ("time", struct.pack("!I", 0xFFFFFFFF), b"2036-02-07T06:28:15Z\n"),
+    ("time", b"abc", None),
+    ("time", b"abcde", None),
+    ("time", b"", None),
+    ("daytime", b"Tue Feb  7 06:28:17 2036\r\n", b"Tue Feb  7 06:28:17 "
+                                                   b"2036\r\n"),
+    ("daytime", b"x" * 1025, None),
+    ("daytime", b"a\x00b\r\n", None),
+], ids=["after-wrap", "before-wrap", "3-bytes", "5-bytes", "empty",
+        "daytime", "daytime-too-long", "daytime-nul"])
+def test_send_as_checks_what_a_server_answers(duplex, service, reply, shown):
+    """S39 for the datagram client: a time answer is exactly 4 bytes, read
+    past the 2036 wrap with an era pivot; a daytime answer is text of at
+    most 1 KiB. Anything else is one error line and exit 1, nothing on
+    standard output."""
+    s, t = answering(reply)
+    with s:
+        p = run(["send", "--as", service, "--retries", "0",
+                 udp(s.getsockname()[1])])
+        t.join(5)
+    if shown is not None:
+        assert (p.returncode, p.stdout) == (0, shown), p.stderr
+    else:
+        assert p.returncode == 1 and p.stdout == b"", p
+        assert "not an RFC 86" in one_error_line(p) or \
+            "not daytime text" in one_error_line(p), p.stderr
+
+
+def test_send_as_rejects_a_bad_service(duplex):
+    p = run(["send", "--as", "echo", udp(9)])
+    assert p.returncode == 2
+    assert "'echo' for --as" in one_error_line(p)
 
 
 def test_send_stdin_payload(duplex, services):
