@@ -5,7 +5,8 @@
  * the kernel answers it with a reset that can destroy our last bytes in
  * flight. So a finished connection sends everything, half-closes
  * (shutdown SHUT_WR), and reads and discards until the peer's end of file
- * or the linger bound, and only then closes.
+ * or the linger bound, and only then closes. One that has already read
+ * the peer's end of file has nothing left unread and simply closes.
  */
 #include "server/conn.h"
 #include "child.h"
@@ -384,13 +385,17 @@ maybe_shutdown(struct dx_conn *c)
 	if (!(c->flags & DX_CONN_DONE) || pending(c) ||
 	    (c->flags & DX_CONN_SHUT_WR))
 		return DX_END_NONE;
+	/* The peer's end of file is read, so no input is left unread to
+	 * turn the close into a reset: close(2) sends our FIN by itself,
+	 * and a shutdown(2) first would cost a system call per connection. */
+	if (c->flags & DX_CONN_EOF_IN)
+		return DX_END_DONE;
 	if (shutdown(c->fd, SHUT_WR) < 0)
 		return DX_END_PEER;
 	dx_trace("shutdown(%d, SHUT_WR) = 0", c->fd);
 	c->flags |= DX_CONN_SHUT_WR;
 	c->drain_ms = c->now_ms;
-	/* The peer already sent its end of file: nothing left to drain. */
-	return (c->flags & DX_CONN_EOF_IN) ? DX_END_DONE : DX_END_NONE;
+	return DX_END_NONE;
 }
 
 int

@@ -92,11 +92,15 @@ dx__conn_maybe_shutdown(struct dx_conn *c, int64_t now)
 	if (!(c->flags & DX_CONN_DONE) || dx__conn_pending(c) ||
 	    (c->flags & DX_CONN_SHUT_WR))
 		return DX_END_NONE;
+	/* The peer's end of file is read, so no input is left unread to
+	 * turn the close into a reset: close(2) sends our FIN by itself,
+	 * and a shutdown(2) first would cost a system call per connection. */
+	if (c->flags & DX_CONN_EOF_IN)
+		return DX_END_DONE;
 	if (shutdown(c->fd, SHUT_WR) < 0)
 		return DX_END_PEER;
 	dx_trace("shutdown(%d, SHUT_WR) = 0", c->fd);
 	c->flags |= DX_CONN_SHUT_WR;
 	c->drain_ms = now;
-	/* The peer already sent its end of file: nothing left to drain. */
-	return (c->flags & DX_CONN_EOF_IN) ? DX_END_DONE : DX_END_NONE;
+	return DX_END_NONE;
 }
