@@ -102,4 +102,17 @@ int dx__eai_error(int eai);
 int dx__why(char *why, size_t whylen, int err, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/*
+ * hash.c: SipHash-2-4 under a secret key, for tables keyed by what a peer
+ * chooses (its address), so no peer can aim its keys at one bucket.
+ * dx__hash_key_new() draws 128 random bits (getrandom; the clock and the
+ * pid if the kernel has no entropy yet). A table shared between processes
+ * takes its key before they fork.
+ */
+struct dx_hash_key {
+	uint64_t k[2];
+};
+uint64_t dx__siphash(const struct dx_hash_key *k, const void *data, size_t len);
+void dx__hash_key_new(struct dx_hash_key *k);
+
 #endif /* DX_INTERNAL_H */

@@ -26,16 +26,6 @@ source_key(const struct dx_addr *peer, uint8_t key[16])
 	}
 }
 
-static uint32_t
-hash_key(const uint8_t key[16])
-{
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h;
-}
-
 /* The slot for PEER: its own, or a fresh one (full buckets) in its place. */
 static struct dx_budget_slot *
 find_slot(struct dx_budget *b, const struct dx_addr *peer, int64_t now)
@@ -45,7 +35,7 @@ find_slot(struct dx_budget *b, const struct dx_addr *peer, int64_t now)
 	struct dx_budget_slot *s, *oldest = NULL;
 
 	source_key(peer, key);
-	h = hash_key(key);
+	h = (uint32_t)dx__siphash(&b->hkey, key, 16);
 	for (int i = 0; i < PROBES; i++) {
 		s = &b->slots[(h + (uint32_t)i) % DX_BUDGET_SLOTS];
 		if (s->used && memcmp(s->key, key, 16) == 0)
@@ -68,6 +58,7 @@ dx__budget_init(struct dx_budget *b, double dgram_rate, double byte_rate)
 	memset(b->slots, 0, sizeof(b->slots));
 	b->dgram_rate = dgram_rate;
 	b->byte_rate = byte_rate;
+	dx__hash_key_new(&b->hkey);
 }
 
 /* Refills a bucket for the time since it was last seen, up to one second. */

@@ -67,6 +67,10 @@ struct dx_budget_slot {
 
 struct dx_budget {
 	double dgram_rate, byte_rate; /* per second; 0 = unlimited */
+	/* Keyed (hash.c): a spoofing sender cannot pick sources that share
+	 * a probe sequence and evict a victim's bucket, which would then
+	 * start full again. */
+	struct dx_hash_key hkey;
 	struct dx_budget_slot slots[DX_BUDGET_SLOTS];
 };
 

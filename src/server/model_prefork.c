@@ -95,9 +95,12 @@ map_shared(size_t cap, size_t n, size_t *len)
 	shm->global.slots = (struct dx_source_slot *)(shm + 1);
 	shm->global.cap = cap;
 	shm->global.lock = &shm->lock;
+	/* Drawn here, before any worker is forked: all hash alike. */
+	dx__hash_key_new(&shm->global.hkey);
 	for (size_t i = 0; i < n; i++) {
 		shm->ledger[i].slots = shm->global.slots + cap * (i + 1);
 		shm->ledger[i].cap = cap;
+		shm->ledger[i].hkey = shm->global.hkey;
 	}
 	return shm;
 }

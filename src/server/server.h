@@ -128,6 +128,7 @@ struct dx_source_slot {
 struct dx_sources {
 	struct dx_source_slot *slots;
 	size_t cap;
+	struct dx_hash_key hkey; /* where a key lands: not a peer's choice */
 	/* Changed under the lock; atomic because limits read it without. */
 	_Atomic size_t total;
 	/* Reactors sharing a listener: how many watch it now (over_share). */

@@ -38,6 +38,7 @@ dx__sources_alloc(struct dx_sources *s, size_t cap)
 	s->slots = p;
 	s->cap = cap;
 	s->total = 0;
+	dx__hash_key_new(&s->hkey);
 	return 0;
 }
 
@@ -64,14 +65,12 @@ dx__source_key(const struct dx_addr *peer, uint8_t key[16])
 	}
 }
 
+/* Keyed (hash.c): a client owning many addresses cannot pick ones that
+ * share a home and make every lookup walk one long run of slots. */
 static size_t
 home(const struct dx_sources *s, const uint8_t key[16])
 {
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % s->cap;
+	return (size_t)(dx__siphash(&s->hkey, key, 16) % s->cap);
 }
 
 /* The slot holding KEY, or the empty slot where it would go. */
