@@ -130,6 +130,7 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 		                      0, NULL);
 	} else {
 		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
+		c.flags |= DX_CONN_PROCESS; /* this process serves c alone */
 		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
 	}
 	_exit(end);

@@ -124,6 +124,7 @@ struct dx_conn {
 #define DX_CONN_SPLICE     0x10u /* a mirror's input goes through pipe[] */
 #define DX_CONN_PIPE_FULL  0x20u /* the pipe took no more: wait till empty */
 #define DX_CONN_BLOCKING   0x40u /* read and send wait (blocking models) */
+#define DX_CONN_PROCESS    0x80u /* its process serves it alone (fork) */
 
 /* Returned by a stream handler: go on, or output is complete. */
 #define DX_STREAM_MORE 0

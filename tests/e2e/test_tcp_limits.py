@@ -773,6 +773,31 @@ def test_idle_timeout_closes_an_idle_connection(serve):
              what="the child's end logged as idle-timeout")
 
 
+def test_idle_counts_only_silence(serve):
+    """--idle 600ms: a client that sends a line every 200 ms for 2 s (over
+    three idle limits in all) is answered every time and never closed;
+    once it falls silent the connection is closed no sooner than the
+    limit (the fork model's child keeps it with a timer of its own that
+    ticks eight times per limit, the others with the socket's timeout or
+    their loop's deadline), and the end is logged as idle-timeout."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--idle", "600ms", "-v")
+    with connect(srv.addr()) as s:
+        for i in range(10):
+            line = b"line %d\n" % i
+            s.sendall(line)
+            assert recv_exactly(s, len(line)) == line, f"request {i}"
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        got, how = read_to_end(s, timeout=5)
+        took = time.monotonic() - t0
+    assert (got, how) == (b"", "eof")
+    # The last request came 0.2 s before t0.
+    assert 0.4 <= took <= 0.4 + 1.0 * SLOW, f"closed {took + 0.2:.2f} s " \
+        "after the last request"
+    wait_for(lambda: "ended: idle-timeout" in srv.stderr(), 2,
+             what="the end logged as idle-timeout")
+
+
 def test_lifetime_closes_a_slow_drip_client(serve):
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--lifetime", "1s", "-v")
     with connect(srv.addr()) as s:
