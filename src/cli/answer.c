@@ -16,12 +16,14 @@
 #include <time.h>
 
 int
-cli_parse_answer(const char *text)
+cli_parse_answer(const char *command, const char *text)
 {
 	if (strcmp(text, "time") == 0)
 		return CLI_AS_TIME;
 	if (strcmp(text, "daytime") == 0)
 		return CLI_AS_DAYTIME;
+	cli_error("%s: bad value '%s' for --as (expected time or daytime)",
+	          command, text);
 	return -1;
 }
 

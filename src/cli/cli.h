@@ -70,8 +70,8 @@ enum { CLI_AS_RAW = 0, CLI_AS_TIME, CLI_AS_DAYTIME };
 /* The most a checked answer may be: beyond it a server is streaming. */
 #define CLI_ANSWER_MAX 1024
 
-/* "time" or "daytime" as CLI_AS_*, or -1. */
-int cli_parse_answer(const char *text);
+/* "time" or "daytime" as CLI_AS_*, or -1 after COMMAND's error line. */
+int cli_parse_answer(const char *command, const char *text);
 
 /* 0 when the N bytes at BUF are an answer AS allows, else -1 and WHY. */
 int cli_check_answer(int as, const uint8_t *buf, size_t n, char *why,

@@ -169,14 +169,11 @@ parse_opts(int argc, char **argv, struct conn_opts *o)
 			continue;
 		if (c == 'i' && (o->idle_ms = cli_parse_duration(optarg)) > 0)
 			continue;
-		if (c == 'a' && (o->as = cli_parse_answer(optarg)) > 0)
-			continue;
-		if (c == 'a') {
-			cli_error("connect: bad value '%s' for --as (expected "
-			          "time or daytime)",
-			          optarg);
+		if (c == 'a' &&
+		    (o->as = cli_parse_answer("connect", optarg)) < 0)
 			return -1;
-		}
+		if (c == 'a')
+			continue;
 		if (set_flag(o, c))
 			continue;
 		if (c == 'h') {

@@ -271,14 +271,10 @@ parse_opts(int argc, char **argv, struct send_opts *o)
 		if (c == 'c' &&
 		    cli_parse_count(optarg, 1, 1000000, &o->count) == 0)
 			continue;
-		if (c == 'a' && (o->as = cli_parse_answer(optarg)) > 0)
-			continue;
-		if (c == 'a') {
-			cli_error("send: bad value '%s' for --as (expected "
-			          "time or daytime)",
-			          optarg);
+		if (c == 'a' && (o->as = cli_parse_answer("send", optarg)) < 0)
 			return -1;
-		}
+		if (c == 'a')
+			continue;
 		if (c == 'x' || c == 'T') {
 			if (c == 'x')
 				o->hex = 1;

@@ -31,8 +31,9 @@ from test_tcp_server import (MODEL, SLOW, children, conn_children,
                              live_conn_children, needs_ipv6, needs_root,
                              proc_stat, read_to_end, recv_exactly, rst_close,
                              script, server_cpu_seconds, server_pids,
-                             settled_fds, start, v4, wait_fds_back,
-                             wait_for, wait_no_children, workers)
+                             settled_fds, start, tcp_rows, v4,
+                             wait_fds_back, wait_for, wait_no_children,
+                             workers)
 from test_tcp_server import sockdir  # noqa: F401 (a fixture)
 
 
@@ -1488,13 +1489,9 @@ IDLE_CONNS = {"epoll": 10000, "uring": 10000, "thread": 2000, "fork": 500,
 def tcp_states(port):
     """{state: count} of the TCP sockets whose local port is PORT."""
     out = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                col = line.split()
-                if int(col[1].rsplit(":", 1)[1], 16) == port:
-                    out[col[3]] = out.get(col[3], 0) + 1
+    for col in tcp_rows():
+        if int(col[1].rsplit(":", 1)[1], 16) == port:
+            out[col[3]] = out.get(col[3], 0) + 1
     return out
 
 

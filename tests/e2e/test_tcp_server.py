@@ -429,16 +429,18 @@ def server_fds(srv):
     return out
 
 
-def socket_states():
-    """{inode: "STATE local->remote"} of every TCP socket, for reports."""
-    out = {}
+def tcp_rows():
+    """The columns of every row of /proc/net/tcp and /proc/net/tcp6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             next(f)
             for line in f:
-                col = line.split()
-                out[col[9]] = f"{col[3]} {col[1]}->{col[2]}"
-    return out
+                yield line.split()
+
+
+def socket_states():
+    """{inode: "STATE local->remote"} of every TCP socket, for reports."""
+    return {col[9]: f"{col[3]} {col[1]}->{col[2]}" for col in tcp_rows()}
 
 
 def settled_fds(srv, timeout=2.0):

@@ -728,6 +728,20 @@ def test_guard_drops_privileged_ipv6_source_port(serve):
     assert srv.usr1()["source-port"] == 1
 
 
+def veth_pair(netns, cidr, broadcast):
+    """In NETNS: a veth pair v0 (CIDR, BROADCAST) and v1, both up; skips
+    when the kernel has no veth."""
+    p = in_netns(netns, ["ip", "link", "add", "v0", "type", "veth", "peer",
+                         "name", "v1"])
+    if p.returncode != 0:
+        pytest.skip(f"cannot create a veth pair: {p.stderr.decode()}")
+    for cmd in (["ip", "addr", "add", cidr, "brd", broadcast, "dev", "v0"],
+                ["ip", "link", "set", "v1", "up"],
+                ["ip", "link", "set", "v0", "up"]):
+        p = in_netns(netns, cmd)
+        assert p.returncode == 0, p.stderr
+
+
 BROADCAST_CLIENT = """
 import socket, sys
 port = int(sys.argv[1])
@@ -748,16 +762,7 @@ print("unicast answered:", c.recv(100))
 def test_guard_drops_datagrams_sent_to_broadcast(serve, netns):
     """In a namespace of our own: a veth with 10.201.0.1/24 (broadcast
     10.201.0.255) and a server on the wildcard."""
-    p = in_netns(netns, ["ip", "link", "add", "v0", "type", "veth", "peer",
-                         "name", "v1"])
-    if p.returncode != 0:
-        pytest.skip(f"cannot create a veth pair: {p.stderr.decode()}")
-    for cmd in (["ip", "addr", "add", "10.201.0.1/24", "brd", "10.201.0.255",
-                 "dev", "v0"],
-                ["ip", "link", "set", "v1", "up"],
-                ["ip", "link", "set", "v0", "up"]):
-        p = in_netns(netns, cmd)
-        assert p.returncode == 0, p.stderr
+    veth_pair(netns, "10.201.0.1/24", "10.201.0.255")
     srv = serve("echo", "udp://0.0.0.0:0", netns=netns)
     p = in_netns(netns, ["/usr/bin/python3", "-c", BROADCAST_CLIENT,
                          str(srv.port())])
@@ -822,16 +827,7 @@ def test_udp_services_ignore_broadcast_and_bad_sources(serve, netns):
     (an Ethernet frame into the veth) and a spoofed one from 224.0.0.1
     get no reply from any of them and are counted by reason; a unicast
     datagram from the client gets exactly one reply from each."""
-    p = in_netns(netns, ["ip", "link", "add", "v0", "type", "veth", "peer",
-                         "name", "v1"])
-    if p.returncode != 0:
-        pytest.skip(f"cannot create a veth pair: {p.stderr.decode()}")
-    for cmd in (["ip", "addr", "add", "192.0.2.1/24", "brd", "192.0.2.255",
-                 "dev", "v0"],
-                ["ip", "link", "set", "v1", "up"],
-                ["ip", "link", "set", "v0", "up"]):
-        p = in_netns(netns, cmd)
-        assert p.returncode == 0, p.stderr
+    veth_pair(netns, "192.0.2.1/24", "192.0.2.255")
     args = []
     for name in REFLECTORS:
         args += [name, "udp://0.0.0.0:0"]
