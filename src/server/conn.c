@@ -280,25 +280,41 @@ ms_timeval(int64_t ms)
 
 enum { WATCH_READ, WATCH_SEND };
 
-static volatile sig_atomic_t watch_changes, watch_kind, watch_fired;
-static sig_atomic_t watch_limit[2]; /* ticks per limit; 0: none */
-static int watch_fd = -1;
+/*
+ * The watch's state lives in dx__conn_run()'s frame, on a stack page the
+ * child writes anyway, and is found through a thread-local pointer in
+ * the page of the thread's control block, which fork itself writes (the
+ * child's thread id): statics would cost every child its own copy of one
+ * more page (4 KiB per held connection, measured in /proc/PID/smaps).
+ */
+struct watch {
+	volatile sig_atomic_t changes, kind, fired;
+	sig_atomic_t limit[2]; /* ticks per limit; 0: none */
+	sig_atomic_t seen, waited;
+	int fd;
+};
+
+static __thread struct watch *watching;
 
 static void
 watch_tick(int sig)
 {
-	static sig_atomic_t seen = -1, waited;
-	sig_atomic_t now = watch_changes, kind = watch_kind;
+	struct watch *w = watching;
+	sig_atomic_t now, kind;
 	int saved = errno;
 
 	(void)sig;
-	if (!(now & 1) || now != seen) {
-		seen = now;
-		waited = 0;
-	} else if (++waited >= watch_limit[kind] && watch_limit[kind] > 0 &&
-	           !watch_fired) {
-		watch_fired = 1 + kind;
-		(void)shutdown(watch_fd, SHUT_RDWR);
+	if (w == NULL)
+		return;
+	now = w->changes;
+	kind = w->kind;
+	if (!(now & 1) || now != w->seen) {
+		w->seen = now;
+		w->waited = 0;
+	} else if (++w->waited >= w->limit[kind] && w->limit[kind] > 0 &&
+	           !w->fired) {
+		w->fired = 1 + kind;
+		(void)shutdown(w->fd, SHUT_RDWR);
 	}
 	errno = saved;
 }
@@ -311,9 +327,9 @@ ticks_in(int64_t limit_ms, int64_t tick_ms)
 	                    : 0;
 }
 
-/* Starts the watch of FD under LIM; 0, or -1 when it cannot. */
+/* Starts watch W of FD under LIM; 0, or -1 when it cannot. */
 static int
-watch_start(int fd, const struct dx_conn_limits *lim)
+watch_start(struct watch *w, int fd, const struct dx_conn_limits *lim)
 {
 	struct sigaction sa = {.sa_handler = watch_tick,
 	                       .sa_flags = SA_RESTART};
@@ -326,35 +342,58 @@ watch_start(int fd, const struct dx_conn_limits *lim)
 	if (shortest <= 0)
 		return 0; /* nothing to watch */
 	tick = shortest / WATCH_TICKS > 0 ? shortest / WATCH_TICKS : 1;
-	watch_limit[WATCH_READ] = ticks_in(lim->idle_ms, tick);
-	watch_limit[WATCH_SEND] = ticks_in(lim->write_timeout_ms, tick);
-	watch_fd = fd;
+	*w = (struct watch){.seen = -1, .fd = fd};
+	w->limit[WATCH_READ] = ticks_in(lim->idle_ms, tick);
+	w->limit[WATCH_SEND] = ticks_in(lim->write_timeout_ms, tick);
+	watching = w;
 	it.it_interval = it.it_value = ms_timeval(tick);
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGALRM, &sa, NULL) < 0 ||
-	    setitimer(ITIMER_REAL, &it, NULL) < 0)
+	    setitimer(ITIMER_REAL, &it, NULL) < 0) {
+		watching = NULL;
 		return -1;
+	}
 	return 0;
+}
+
+/* Stops the watch (its state goes with dx__conn_run's frame). */
+static void
+watch_stop(void)
+{
+	struct itimerval off = {{0, 0}, {0, 0}};
+
+	if (watching == NULL)
+		return;
+	(void)setitimer(ITIMER_REAL, &off, NULL);
+	watching = NULL;
 }
 
 /* The way into (KIND) and out of (-1) a read or send that may wait. */
 static void
 watch(const struct dx_conn *c, int kind)
 {
-	if (!(c->flags & DX_CONN_PROCESS))
+	struct watch *w = watching;
+
+	if (!(c->flags & DX_CONN_PROCESS) || w == NULL)
 		return;
 	if (kind >= 0)
-		watch_kind = kind;
-	watch_changes++;
+		w->kind = kind;
+	/* Kept below 2^30 (a busy connection makes billions of these): a
+	 * sig_atomic_t must not overflow; the parity survives the mask. */
+	w->changes = (w->changes + 1) & 0x3fffffff;
 }
 
 /* Why the watch ended the connection, or END when it did not. */
 static int
-watch_end(const struct dx_conn *c, int end)
+watch_end(int end)
 {
-	if (!(c->flags & DX_CONN_PROCESS) || !watch_fired)
+	struct watch *w = watching;
+	int fired = w != NULL ? w->fired : 0;
+
+	watch_stop();
+	if (!fired)
 		return end;
-	return watch_fired == 1 + WATCH_READ ? DX_END_IDLE : DX_END_WRITE_STALL;
+	return fired == 1 + WATCH_READ ? DX_END_IDLE : DX_END_WRITE_STALL;
 }
 
 /* Sends queued output; frees the buffer once it is empty. */
@@ -599,14 +638,15 @@ dx__conn_finish(struct dx_conn *c)
  * leaves the socket non-blocking.
  */
 static int
-block_in_io(struct dx_conn *c, const struct dx_conn_limits *lim)
+block_in_io(struct dx_conn *c, const struct dx_conn_limits *lim,
+            struct watch *w)
 {
 	struct timeval rcv = ms_timeval(lim->idle_ms);
 	struct timeval snd = ms_timeval(lim->write_timeout_ms);
 	int fd = c->fd;
 
 	if (lim->lifetime_ms > 0 ||
-	    ((c->flags & DX_CONN_PROCESS) && watch_start(fd, lim) < 0))
+	    ((c->flags & DX_CONN_PROCESS) && watch_start(w, fd, lim) < 0))
 		c->flags &= ~DX_CONN_PROCESS;
 	if (lim->lifetime_ms > 0)
 		return 0;
@@ -683,9 +723,10 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
              uint8_t *scratch, size_t len)
 {
 	int end = dx__conn_open(c, dx_now_ms()), rc;
+	struct watch w;
 	short ev;
 
-	if (block_in_io(c, lim))
+	if (block_in_io(c, lim, &w))
 		c->flags |= DX_CONN_BLOCKING;
 	if (end == DX_END_NONE)
 		end = maybe_shutdown(c);
@@ -727,7 +768,7 @@ dx__conn_run(struct dx_conn *c, const struct dx_conn_limits *lim,
 			                     dx_now_ms());
 	}
 	dx__conn_finish(c);
-	return watch_end(c, end);
+	return (c->flags & DX_CONN_PROCESS) ? watch_end(end) : end;
 }
 
 int
