@@ -91,6 +91,8 @@ void dx__sys_reset(void);
 
 /* -errno of the current errno, never 0 (a failing call always sets it). */
 int dx__neg_errno(void);
+/* CLOCK_MONOTONIC in microseconds. */
+int64_t dx__now_us(void);
 
 /* "EMFILE" for -EMFILE, for trace lines; "E?" where libc cannot name it. */
 const char *dx__errno_name(int err);

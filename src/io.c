@@ -106,6 +106,15 @@ dx_now_ms(void)
 }
 
 int64_t
+dx__now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
 dx_deadline_in(int64_t ms)
 {
 	int64_t now = dx_now_ms();

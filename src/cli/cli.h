@@ -50,6 +50,8 @@ void cli_trace_to_stderr(void);
  * ("1.5", "200ms", "2m"). Returns milliseconds, or -1 for bad text.
  */
 long long cli_parse_duration(const char *text);
+/* The same in microseconds, for units us, ms and s (the default). */
+long long cli_parse_duration_us(const char *text);
 
 /*
  * Parses a size: a whole number of bytes with an optional binary unit K,

@@ -80,6 +80,9 @@ static const char usage[] =
         "                            amplifying services (default 20/s)\n"
         "  --budget-bytes N/s        reply bytes per second per source\n"
         "                            (default 16384/s)\n"
+        "  --busy-poll DURATION      after each datagram, go on receiving\n"
+        "                            this long without sleeping (e.g. 50us;\n"
+        "                            at most 10ms; default 0: sleep at once)\n"
         "  --quotes FILE             qotd quotations, separated by '%' lines\n"
         "  --exec-timeout DURATION   kill an exec: run after this (default "
         "10s)\n"
@@ -158,6 +161,7 @@ static const struct option long_opts[] = {
         {"budget", required_argument, NULL, 'b'},
         {"budget-bytes", required_argument, NULL, 'B'},
         {"quotes", required_argument, NULL, 'Q'},
+        {"busy-poll", required_argument, NULL, 'P'},
         {"exec-timeout", required_argument, NULL, 'T'},
         {"exec-cpu", required_argument, NULL, 'C'},
         {"exec-files", required_argument, NULL, 'F'},
@@ -342,12 +346,15 @@ apply_rlimit(int c, struct dx_server *srv)
 	return 0;
 }
 
+/* --busy-poll's ceiling: past it, a server might as well never sleep. */
+#define BUSY_POLL_MAX_US 10000
+
 /* Applies one option; returns 0, 1 for --help, or -1 after an error. */
 static int
 apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 {
 	char why[256];
-	long long ms;
+	long long ms, us;
 
 	if (strchr("McprILWlDAdRugmkn", c) != NULL && c != 0)
 		return apply_stream_option(c, srv, o);
@@ -372,6 +379,16 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 		o->have_quotes = 1;
 		srv->quotes = &o->quotes;
 		return 0;
+	case 'P':
+		us = cli_parse_duration_us(optarg);
+		if (us >= 0 && us <= BUSY_POLL_MAX_US) {
+			srv->busy_poll_us = us;
+			return 0;
+		}
+		cli_error("bad duration '%s' for --busy-poll (0 to 10ms, e.g. "
+		          "50us)",
+		          optarg);
+		return -1;
 	case 'T':
 		ms = cli_parse_duration(optarg);
 		if (ms > 0) {

@@ -88,6 +88,28 @@ cli_parse_duration(const char *text)
 	return -1;
 }
 
+long long
+cli_parse_duration_us(const char *text)
+{
+	static const struct {
+		const char *suffix;
+		double us;
+	} units[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}, {"", 1000000}};
+	char *end;
+	double value;
+
+	if (text == NULL || *text < '0' || *text > '9')
+		return -1;
+	errno = 0;
+	value = strtod(text, &end);
+	if (errno != 0 || value < 0 || value > 1e9)
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
+		if (strcmp(end, units[i].suffix) == 0)
+			return (long long)(value * units[i].us + 0.5);
+	return -1;
+}
+
 int
 cli_parse_count(const char *text, long long lo, long long hi, long long *out)
 {

@@ -360,6 +360,28 @@ finished(const struct dx_server *srv)
 	return srv->stop && (!srv->has_stream || srv->model->active(srv) == 0);
 }
 
+/*
+ * Waits for events until DEADLINE; with --busy-poll, first looks for them
+ * without sleeping for up to the window (see serve_batch_polling()). A
+ * deadline that passes meanwhile is seen at most one window late.
+ */
+static int
+wait_events(struct dx_server *srv, struct epoll_event *evs, int max,
+            int64_t deadline)
+{
+	if (srv->busy_poll_us > 0) {
+		int64_t until = dx__now_us() + srv->busy_poll_us;
+		int n;
+
+		do {
+			n = dx__epoll_wait(srv->epfd, evs, max, 0);
+			if (n != 0)
+				return n;
+		} while (dx__now_us() < until);
+	}
+	return dx__epoll_wait(srv->epfd, evs, max, deadline);
+}
+
 int
 dx__server_run(struct dx_server *srv)
 {
@@ -387,8 +409,7 @@ dx__server_run(struct dx_server *srv)
 		int64_t next = srv->has_stream
 		                       ? dx__stream_tick(srv, srv->now_ms)
 		                       : DX_FOREVER;
-		n = dx__epoll_wait(srv->epfd, evs, (int)DX_ARRAY_LEN(evs),
-		                   next);
+		n = wait_events(srv, evs, (int)DX_ARRAY_LEN(evs), next);
 		if (n < 0)
 			err = n;
 		srv->now_ms = dx_now_ms();

@@ -185,6 +185,10 @@ struct dx_server {
 	void *log_ctx;
 	int verbosity; /* the highest dx_log_level printed */
 	int64_t exec_timeout_ms;
+	/* --busy-poll: how long the server's own loop keeps receiving
+	 * without sleeping after its last datagram or event; 0: it sleeps
+	 * at once. */
+	int64_t busy_poll_us;
 	struct dx_rlimits exec_rlimits;     /* exec: the programs' limits */
 	double budget_dgrams, budget_bytes; /* per source per second */
 	const struct dx_quotes *quotes;

@@ -1152,3 +1152,81 @@ def test_paced_and_unpaced_floods(serve, netns):
         time.sleep(1.0)
         assert cpu_seconds(srv.pid) - cpu0 < 0.05, "busy after the flood"
     assert srv.stop() == 0
+
+
+# ---------------------------------------------------------------------------
+# --busy-poll: receiving without sleeping for a window after each datagram
+# ---------------------------------------------------------------------------
+
+def run_ns(pid):
+    """The run time of every thread of PID, in seconds (the scheduler's
+    exact figure, not ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+# One datagram socket (the iterative server's own loop) and two (the
+# server's epoll loop): the two places the option polls.
+BUSY_LAYOUTS = {
+    "one-socket": ("echo", "udp://127.0.0.1:0"),
+    "event-loop": ("echo", "udp://127.0.0.1:0", "discard",
+                   "udp://127.0.0.1:0"),
+}
+
+
+@pytest.mark.parametrize("layout", BUSY_LAYOUTS)
+def test_busy_poll_serves_in_order_and_stops_within_1s(serve, layout):
+    srv = serve("--busy-poll", "10ms", *BUSY_LAYOUTS[layout])
+    with udp_socket() as s:
+        for i in range(200):
+            s.sendto(b"%d" % i, srv.addr(0))
+            if i % 50 == 49:
+                time.sleep(0.02)   # past the window: asleep, then woken
+        got = [s.recv(100) for _ in range(200)]
+    assert got == [b"%d" % i for i in range(200)]
+    # the stop comes while the server polls (within 10 ms of a datagram)
+    assert exchange(srv.addr(0), b"x") == b"x"
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 1.0
+    assert srv.served(0) == 201
+    assert all(v == 0 for v in srv.counters().values()), srv.counters()
+
+
+@pytest.mark.parametrize("layout", BUSY_LAYOUTS)
+def test_busy_poll_spins_after_a_datagram_and_sleeps_when_quiet(serve,
+                                                                layout):
+    """40 datagrams 25 ms apart: a 10 ms window after each is up to 0.4 s
+    of polling, where a server that sleeps at once spends well under
+    0.1 s; then a quiet second costs next to nothing: the spin ends."""
+    polling = serve("--busy-poll", "10ms", *BUSY_LAYOUTS[layout])
+    sleeping = serve(*BUSY_LAYOUTS[layout])
+    spent = {}
+    with udp_socket() as s:
+        for name, srv in (("polling", polling), ("sleeping", sleeping)):
+            before = run_ns(srv.pid)
+            for i in range(40):
+                s.sendto(b"%d" % i, srv.addr(0))
+                assert s.recv(100) == b"%d" % i
+                time.sleep(0.025)
+            spent[name] = run_ns(srv.pid) - before
+    time.sleep(0.1)
+    quiet = run_ns(polling.pid)
+    time.sleep(1.0)
+    quiet = run_ns(polling.pid) - quiet
+    assert spent["polling"] > 0.1, spent
+    assert spent["sleeping"] < 0.1, spent
+    assert quiet < 0.05, f"{quiet:.3f} s of CPU in a quiet second"
+
+
+@pytest.mark.parametrize("value", ["11ms", "5x", "-1", "us", "1e400"])
+def test_bad_busy_poll_exits_2_with_one_line(duplex, value):
+    p = run(["serve", "--busy-poll", value, "echo", "udp://127.0.0.1:0"],
+            timeout=5)
+    assert p.returncode == 2, p
+    line = one_error_line(p)
+    assert f"'{value}'" in line and "--busy-poll" in line, line
+    assert b"serving" not in p.stdout
