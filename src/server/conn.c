@@ -9,6 +9,7 @@
  * the peer's end of file has nothing left unread and simply closes.
  */
 #include "server/conn.h"
+#include "server/conn_feed.h"
 #include "child.h"
 
 #include <errno.h>
@@ -141,24 +142,13 @@ dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
 	c->started_ms = c->active_ms = c->wrote_ms = c->now_ms = now;
 }
 
-/* Maps a handler's return value to the connection's state. */
-static int
-handled(struct dx_conn *c, int rc)
-{
-	if (rc < 0)
-		return DX_END_ERROR;
-	if (rc == DX_STREAM_DONE)
-		c->flags |= DX_CONN_DONE;
-	return DX_END_NONE;
-}
-
 int
 dx__conn_open(struct dx_conn *c, int64_t now)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
 
 	c->active_ms = c->now_ms = now;
-	return ops->open ? handled(c, ops->open(c)) : DX_END_NONE;
+	return ops->open ? dx__conn_handled(c, ops->open(c)) : DX_END_NONE;
 }
 
 /* Bytes in the output buffer not yet sent. */
@@ -444,7 +434,7 @@ on_writable(struct dx_conn *c)
 
 	if (end == DX_END_NONE && (c->flags & DX_CONN_WANT_WRITE) &&
 	    !(c->flags & DX_CONN_DONE) && dx_conn_space(c) > 0) {
-		end = handled(c, ops->writable(c));
+		end = dx__conn_handled(c, ops->writable(c));
 		if (end == DX_END_NONE)
 			end = flush(c);
 	}
@@ -475,7 +465,7 @@ splice_in(struct dx_conn *c, uint8_t *scratch)
 	c->active_ms = c->now_ms;
 	if (n == 0) {
 		c->flags |= DX_CONN_EOF_IN;
-		return handled(c, ops->input(c, scratch, 0));
+		return dx__conn_handled(c, ops->input(c, scratch, 0));
 	}
 	if (c->piped == 0) /* output starts waiting on the peer */
 		c->wrote_ms = c->now_ms;
@@ -519,30 +509,14 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len)
 			start_splice(c);
 		return DX_END_NONE;
 	}
-	return handled(c, ops->input(c, scratch, (size_t)n));
+	return dx__conn_handled(c, ops->input(c, scratch, (size_t)n));
 }
 
 /* Half-closes once the service is done and everything is sent. */
 static int
 maybe_shutdown(struct dx_conn *c)
 {
-	if ((c->flags & DX_CONN_EOF_IN) && !pending(c) &&
-	    !(c->flags & DX_CONN_WANT_WRITE))
-		c->flags |= DX_CONN_DONE;
-	if (!(c->flags & DX_CONN_DONE) || pending(c) ||
-	    (c->flags & DX_CONN_SHUT_WR))
-		return DX_END_NONE;
-	/* The peer's end of file is read, so no input is left unread to
-	 * turn the close into a reset: close(2) sends our FIN by itself,
-	 * and a shutdown(2) first would cost a system call per connection. */
-	if (c->flags & DX_CONN_EOF_IN)
-		return DX_END_DONE;
-	if (shutdown(c->fd, SHUT_WR) < 0)
-		return DX_END_PEER;
-	dx_trace("shutdown(%d, SHUT_WR) = 0", c->fd);
-	c->flags |= DX_CONN_SHUT_WR;
-	c->drain_ms = c->now_ms;
-	return DX_END_NONE;
+	return dx__conn_maybe_shutdown(c, c->now_ms, pending(c));
 }
 
 int
@@ -711,7 +685,8 @@ mirror_blocking(struct dx_conn *c, uint8_t *scratch)
 			start_splice(c);
 	} else {
 		c->flags |= DX_CONN_EOF_IN;
-		end = handled(c, c->conf->svc->stream->input(c, scratch, 0));
+		end = dx__conn_handled(
+		        c, c->conf->svc->stream->input(c, scratch, 0));
 	}
 	if (end == DX_END_NONE)
 		end = on_writable(c);

@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * conn_feed.c - the steps of a connection's state machine for completion
- * models (see conn_feed.h). They mirror conn.c's static helpers handled(),
- * on_readable() after its read, on_writable() without its send, flush()'s
- * accounting and maybe_shutdown(), so that the same service sees the same
- * calls whichever model drives it; keep the two in step.
+ * models (see conn_feed.h). They mirror conn.c's on_readable() after its
+ * read, on_writable() without its send and flush()'s accounting, so that
+ * the same service sees the same calls whichever model drives it; keep
+ * the two in step. dx__conn_handled() and dx__conn_maybe_shutdown() are
+ * conn.c's own.
  */
 #include "server/conn_feed.h"
 
 #include <string.h>
 #include <unistd.h>
 
-/* Maps a handler's return value to the connection's state (handled()). */
-static int
-handled(struct dx_conn *c, int rc)
+int
+dx__conn_handled(struct dx_conn *c, int rc)
 {
 	if (rc < 0)
 		return DX_END_ERROR;
@@ -41,7 +41,7 @@ dx__conn_input(struct dx_conn *c, const uint8_t *data, ssize_t n, int64_t now)
 	c->active_ms = now;
 	if (n == 0)
 		c->flags |= DX_CONN_EOF_IN;
-	return handled(c, ops->input(c, data, (size_t)n));
+	return dx__conn_handled(c, ops->input(c, data, (size_t)n));
 }
 
 /* The service half of on_writable(). */
@@ -53,7 +53,7 @@ dx__conn_produce(struct dx_conn *c)
 	if (!(c->flags & DX_CONN_WANT_WRITE) || (c->flags & DX_CONN_DONE) ||
 	    dx_conn_space(c) == 0)
 		return DX_END_NONE;
-	return handled(c, ops->writable(c));
+	return dx__conn_handled(c, ops->writable(c));
 }
 
 /* flush()'s accounting of one send. */
@@ -82,14 +82,13 @@ dx__conn_compact(struct dx_conn *c)
 	c->out_off = 0;
 }
 
-/* maybe_shutdown(). */
 int
-dx__conn_maybe_shutdown(struct dx_conn *c, int64_t now)
+dx__conn_maybe_shutdown(struct dx_conn *c, int64_t now, int pending)
 {
-	if ((c->flags & DX_CONN_EOF_IN) && !dx__conn_pending(c) &&
+	if ((c->flags & DX_CONN_EOF_IN) && !pending &&
 	    !(c->flags & DX_CONN_WANT_WRITE))
 		c->flags |= DX_CONN_DONE;
-	if (!(c->flags & DX_CONN_DONE) || dx__conn_pending(c) ||
+	if (!(c->flags & DX_CONN_DONE) || pending ||
 	    (c->flags & DX_CONN_SHUT_WR))
 		return DX_END_NONE;
 	/* The peer's end of file is read, so no input is left unread to

@@ -43,11 +43,16 @@ void dx__conn_compact(struct dx_conn *c);
 
 /*
  * Once the service is done (or the peer's end of file came and nothing
- * more is to be written) and everything is sent, half-closes C and starts
- * the drain. Returns DX_END_NONE, DX_END_DONE (the peer had already
- * closed its side) or DX_END_PEER.
+ * more is to be written) and nothing is PENDING (the caller's count of
+ * output not yet sent), half-closes C and starts the drain. Returns
+ * DX_END_NONE, DX_END_DONE (the peer had already closed its side) or
+ * DX_END_PEER.
  */
-int dx__conn_maybe_shutdown(struct dx_conn *c, int64_t now);
+int dx__conn_maybe_shutdown(struct dx_conn *c, int64_t now, int pending);
+
+/* Maps a handler's return value to C's state: DX_END_ERROR for a failure,
+ * DX_END_NONE otherwise (DX_STREAM_DONE marks C done). */
+int dx__conn_handled(struct dx_conn *c, int rc);
 
 /* 1 while C has output queued and not yet sent. */
 int dx__conn_pending(const struct dx_conn *c);

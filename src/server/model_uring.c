@@ -726,7 +726,8 @@ progress(struct uring_state *st, struct slot *s, int64_t now)
 	if (end == DX_END_NONE)
 		end = dx__conn_produce(&s->c);
 	if (end == DX_END_NONE)
-		end = dx__conn_maybe_shutdown(&s->c, now);
+		end = dx__conn_maybe_shutdown(&s->c, now,
+		                              dx__conn_pending(&s->c));
 	if (end == DX_END_NONE && s->sending == 0 && dx__conn_pending(&s->c))
 		end = start_send(st, s);
 	if (end == DX_END_NONE && bulk_due(s))

@@ -94,13 +94,15 @@ TEST(eof_closes_only_once_everything_is_sent)
 	CHECK_INT_EQ(dx__conn_input(&c, NULL, 0, 1002), DX_END_NONE);
 	CHECK(c.flags & DX_CONN_EOF_IN);
 	CHECK(c.flags & DX_CONN_DONE);
-	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1003), DX_END_NONE);
+	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1003, dx__conn_pending(&c)),
+	             DX_END_NONE);
 	CHECK(!(c.flags & DX_CONN_SHUT_WR));
 	CHECK_INT_EQ(write(c.fd, c.out, 3), 3); /* as the ring's send would */
 	dx__conn_sent(&c, 3, 1004);
 	/* The peer had already closed its side: nothing is left unread, so
 	 * no shutdown(2) first; the close itself ends the stream. */
-	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1005), DX_END_DONE);
+	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1005, dx__conn_pending(&c)),
+	             DX_END_DONE);
 	CHECK(!(c.flags & DX_CONN_SHUT_WR));
 	CHECK_INT_EQ(read(peer, buf, sizeof(buf)), 3);
 	dx__conn_finish(&c);
@@ -116,7 +118,8 @@ TEST(draining_drops_input_until_eof_or_error)
 	open_conn(&c, &conf, &dx__service_daytime); /* says its line, done */
 	CHECK(c.flags & DX_CONN_DONE);
 	dx__conn_sent(&c, (ssize_t)c.out_len, 1001);
-	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1002), DX_END_NONE);
+	CHECK_INT_EQ(dx__conn_maybe_shutdown(&c, 1002, dx__conn_pending(&c)),
+	             DX_END_NONE);
 	CHECK(c.flags & DX_CONN_SHUT_WR);
 	CHECK_INT_EQ(c.drain_ms, 1002);
 	CHECK_INT_EQ(dx__conn_input(&c, (const uint8_t *)"junk", 4, 1003),
