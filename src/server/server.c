@@ -361,15 +361,17 @@ finished(const struct dx_server *srv)
 }
 
 /*
- * Waits for events until DEADLINE; with --busy-poll, first looks for them
- * without sleeping for up to the window (see serve_batch_polling()). A
- * deadline that passes meanwhile is seen at most one window late.
+ * Waits for events until DEADLINE; with --busy-poll, after a turn that had
+ * events (AFTER_WORK), first looks for them without sleeping for up to the
+ * window (see serve_batch_polling()). A turn woken only by its deadline
+ * (the timeout sweep) is no traffic, so no spin follows it. A deadline
+ * that passes meanwhile is seen at most one window late.
  */
 static int
 wait_events(struct dx_server *srv, struct epoll_event *evs, int max,
-            int64_t deadline)
+            int64_t deadline, int after_work)
 {
-	if (srv->busy_poll_us > 0) {
+	if (srv->busy_poll_us > 0 && after_work) {
 		int64_t until = dx__now_us() + srv->busy_poll_us;
 		int n;
 
@@ -386,7 +388,7 @@ int
 dx__server_run(struct dx_server *srv)
 {
 	struct epoll_event evs[256];
-	int n, err = 0;
+	int n = 0, err = 0;
 
 	/* One datagram socket and nothing else to watch: no event loop. */
 	if (srv->nls == 1 && !srv->has_stream && srv->sigfd >= 0 &&
@@ -409,7 +411,7 @@ dx__server_run(struct dx_server *srv)
 		int64_t next = srv->has_stream
 		                       ? dx__stream_tick(srv, srv->now_ms)
 		                       : DX_FOREVER;
-		n = wait_events(srv, evs, (int)DX_ARRAY_LEN(evs), next);
+		n = wait_events(srv, evs, (int)DX_ARRAY_LEN(evs), next, n > 0);
 		if (n < 0)
 			err = n;
 		srv->now_ms = dx_now_ms();

@@ -1264,6 +1264,32 @@ def test_unix_stream_services(serve, sockdir, service):
     assert srv.running()
 
 
+def test_busy_poll_serves_then_sleeps_and_stops(serve):
+    """--busy-poll runs in the concurrent server's loops too (the epoll
+    reactors, the uring model, the accepting parent): echo over four
+    connections while it polls; a quiet second afterwards costs next to
+    nothing (the spin ends); SIGTERM still stops it within 1 s."""
+    srv = start(serve, "--busy-poll", "10ms", "echo", "tcp://127.0.0.1:0")
+    socks = [connect(v4(srv)) for _ in range(4)]
+    try:
+        for i in range(50):
+            for s in socks:
+                s.sendall(b"%04d" % i)
+            for s in socks:
+                assert recv_exactly(s, 4) == b"%04d" % i
+        time.sleep(0.1)
+        before = sum(cpu_seconds(p) for p in server_pids(srv))
+        time.sleep(1.0)
+        used = sum(cpu_seconds(p) for p in server_pids(srv)) - before
+        assert used < 0.05, f"{used:.2f} s of CPU in a quiet second"
+    finally:
+        for s in socks:
+            s.close()
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 1.0
+
+
 # ---------------------------------------------------------------------------
 # Privilege drop (root only)
 # ---------------------------------------------------------------------------
