@@ -1007,6 +1007,49 @@ def test_budget_limits_one_source_not_another(serve):
     assert counters["over-budget"] >= 100, counters
 
 
+@pytest.mark.parametrize("service", ["chargen", "qotd"])
+def test_flood_of_10000_is_held_to_the_budget_while_another_is_served(
+        serve, service):
+    """S32 in full: 10,000 one-byte requests from one source within a
+    second, and meanwhile 10 from another, 100 ms apart. The flooding
+    source gets no more than the default budget lets through (20 a second
+    after a burst of 20), the other gets 10 of 10, and every reply, to
+    either, is at most 512 bytes (RFC 864, RFC 865)."""
+    srv = serve(service, "udp://127.0.0.1:0")
+    addr = srv.addr()
+    other_got, other_sizes = [], []
+
+    def other_source():
+        with udp_socket("127.0.0.2") as s:
+            for i in range(10):
+                t = time.monotonic()
+                s.sendto(b"x", addr)
+                reply = recv_or_none(s, 1.0)
+                if reply is not None:
+                    other_got.append(i)
+                    other_sizes.append(len(reply))
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+
+    with udp_socket() as greedy:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        other = threading.Thread(target=other_source)
+        other.start()
+        replies, took = flood(greedy, addr, 10_000)
+        other.join(15)
+    assert took < 1.0, f"precondition: 10,000 sends took {took:.2f} s"
+    assert not other.is_alive()
+    sizes = [len(r) for r in replies]
+    assert len(replies) <= 20 + 20 * took + 1, (
+        f"{len(replies)} replies to the flooding source in {took:.2f} s")
+    assert len(replies) >= 20, f"the burst: {len(replies)} replies"
+    assert other_got == list(range(10)), f"other source got {other_got}"
+    assert max(sizes + other_sizes) <= 512, max(sizes + other_sizes)
+    # every request is accounted for: answered, or dropped over budget
+    counters = srv.usr1()
+    assert srv.served() == len(replies) + 10, (srv.served(), len(replies))
+    assert counters["over-budget"] + srv.served() == 10_010, counters
+
+
 def test_budget_option_lets_more_through(serve):
     srv = serve("--budget", "1000/s", "chargen", "udp://127.0.0.1:0")
     with udp_socket() as s:
