@@ -137,6 +137,32 @@ def test_echo_is_byte_exact(serve, size):
     assert reply == data
 
 
+def test_every_size_ten_times_paced_to_one_server(serve):
+    """S08 in full: the sizes {0, 1, 512, 1472, 4096, 4097, 8192, 65507},
+    each ten times, 1 ms apart, to one server: 80 of 80 replies, each the
+    same length and bytes as its request (no 4 KiB truncation), the
+    zero-length ones zero-length, and the server alive after."""
+    srv = serve("echo", "udp://127.0.0.1:0")
+    sizes = [0, 1, 512, 1472, 4096, 4097, 8192, DGRAM_MAX] * 10
+    rng = random.Random(SEED)
+    with udp_socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sent = []
+        for size in sizes:
+            data = rng.randbytes(size)
+            s.sendto(data, srv.addr())
+            sent.append(data)
+            time.sleep(0.001)
+        got = [recv_or_none(s, 2.0) for _ in sent]
+    assert sum(g is not None for g in got) == 80, (
+        f"{sum(g is not None for g in got)} of 80 replies")
+    for data, reply in zip(sent, got):
+        assert len(reply) == len(data) and reply == data, (len(data),
+                                                           len(reply))
+    assert srv.running()
+    assert exchange(srv.addr(), b"") == b""
+
+
 def test_zero_length_datagram_gets_zero_length_reply(serve):
     srv = serve("echo", "udp://127.0.0.1:0")
     with udp_socket() as s:
