@@ -343,9 +343,10 @@ def refused_at_once(srv, sock, children, who):
 @pytest.mark.parametrize("endpoint", [
     "tcp://127.0.0.1:0", pytest.param("tcp://:0", marks=needs_ipv6)])
 def test_per_source_limit(serve, tmp_path, endpoint):
-    """--per-source 2: a third connection from 127.0.0.1 is closed at
-    once, with no fork; 127.0.0.2 is another source. On a dual-stack
-    listener a v4-mapped peer counts as its IPv4 address."""
+    """S13: --per-source 2: a third connection from 127.0.0.1 is closed
+    at once, with no fork; 127.0.0.2 is another source. On a dual-stack
+    listener a v4-mapped peer counts as its IPv4 address, and ::1, in the
+    same run, is another source again."""
     prog = script(tmp_path, "hold.sh", "exec sleep 30\n")
     srv = start(serve, f"exec:{prog}", endpoint, "--per-source", "2",
                 "--drain", "500ms")
@@ -359,6 +360,12 @@ def test_per_source_limit(serve, tmp_path, endpoint):
         wait_for(lambda: len(live_children(srv)) == 3, 5,
                  what="127.0.0.2's connection served")
         assert read_to_end(other, timeout=0.3) == (b"", "timeout")
+        if endpoint == "tcp://:0":
+            held.append(connect(("::1", srv.port())))
+            wait_for(lambda: len(live_children(srv)) == 4, 5,
+                     what="::1's connection served")
+            assert "per-source-limit" not in srv.stderr().split(
+                "(1 so far)", 1)[1], srv.stderr()
     finally:
         for s in held:
             s.close()
