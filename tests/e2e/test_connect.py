@@ -440,16 +440,26 @@ def test_connect_as_daytime_stops_an_endless_stream(duplex, peer):
     srv.join()
 
 
+def silent_from_accept(conn, peer):
+    """Says nothing until the test releases it; returns when it accepted
+    (time.monotonic())."""
+    accepted = time.monotonic()
+    peer.release.wait(10)
+    return accepted
+
+
 def test_connect_as_silent_server_exits_at_the_idle_limit(duplex, peer):
-    """S39: a server that accepts and says nothing: exit 3 at --idle
-    (300 ms; the bound above it allows for starting the process)."""
-    srv = peer(hold_open)
-    rc, out, err, secs = connect_open_stdin(["--as", "time", "--idle",
-                                             "300ms", srv.endpoint])
+    """S39: a server that accepts and says nothing: exit 3 at --idle (1 s)
+    within 10%, timed from the server's accept to the client's exit, so
+    that starting the process does not count."""
+    srv = peer(silent_from_accept)
+    rc, out, err, _ = connect_open_stdin(["--as", "time", "--idle", "1s",
+                                          srv.endpoint])
+    ended = time.monotonic()
     assert rc == 3 and out == b"", (rc, err)
     assert "no answer" in err.decode(), err
-    assert 0.3 <= secs < 0.3 + 0.15 * SLOW, secs
-    srv.join()
+    held = ended - srv.join()
+    assert 0.9 <= held <= 1.1 * SLOW, f"exit {held:.3f} s after the accept"
 
 
 def test_connect_as_reset_mid_answer(duplex, peer):
