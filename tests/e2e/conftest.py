@@ -52,6 +52,20 @@ def need(program):
     return path
 
 
+def build_shim(tmp_path_factory, name):
+    """tests/e2e/NAME.c built as a shared library; returns its path. Not
+    in sanitizer builds: their runtime must come first among the libraries
+    and owns the allocator, and an LD_PRELOAD shim would precede it."""
+    if os.environ.get("SANITIZE"):
+        pytest.skip("an LD_PRELOAD shim cannot precede a sanitizer runtime")
+    cc = need("cc")
+    out = tmp_path_factory.mktemp("shim") / f"{name}.so"
+    src = os.path.join(os.path.dirname(__file__), f"{name}.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), src,
+                    "-ldl"], check=True, timeout=60)
+    return str(out)
+
+
 # ---------------------------------------------------------------------------
 # duplex serve: a running server, its listeners and its counters
 # ---------------------------------------------------------------------------

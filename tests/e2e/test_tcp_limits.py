@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import in_netns, listening_row, need, netns_socket, run
+from conftest import (build_shim, in_netns, listening_row, need, netns_socket,
+                      run)
 from test_tcp_server import (MODEL, SLOW, children, conn_children,
                              conn_threads, connect, exchange,
                              live_conn_children, needs_ipv6, needs_root,
@@ -1280,20 +1281,6 @@ def test_syscall_faults_never_stop_the_service(serve, fault, first):
 # ---------------------------------------------------------------------------
 # S29: allocations that fail
 # ---------------------------------------------------------------------------
-
-def build_shim(tmp_path_factory, name):
-    """tests/e2e/NAME.c built as a shared library; returns its path. Not
-    in sanitizer builds: their runtime must come first among the libraries
-    and owns the allocator, and an LD_PRELOAD shim would precede it."""
-    if os.environ.get("SANITIZE"):
-        pytest.skip("an LD_PRELOAD shim cannot precede a sanitizer runtime")
-    cc = need("cc")
-    out = tmp_path_factory.mktemp("shim") / f"{name}.so"
-    src = os.path.join(os.path.dirname(__file__), f"{name}.c")
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), src,
-                    "-ldl"], check=True, timeout=60)
-    return str(out)
-
 
 @pytest.fixture(scope="module")
 def malloc_shim(tmp_path_factory):

@@ -30,9 +30,9 @@ import time
 
 import pytest
 
-from conftest import (accept_queue, chargen_pattern, count_pairs, duplex_path,
-                      have_ipv6_loopback, in_netns, is_root, need, run,
-                      thread_ids)
+from conftest import (accept_queue, build_shim, chargen_pattern, count_pairs,
+                      duplex_path, have_ipv6_loopback, in_netns, is_root,
+                      need, run, thread_ids)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -950,16 +950,25 @@ def test_bad_exec_limit_exits_2_with_one_line(duplex, args, names):
     assert b"serving" not in p.stdout
 
 
-def test_exec_hygiene_holds_while_other_connections_run(serve, tmp_path):
+def test_exec_hygiene_holds_while_other_connections_run(serve, tmp_path,
+                                                        tmp_path_factory):
     """S35: 1,000 exec runs, 10 at a time, while 50 other
     connections to the same server's echo listener stay open and busy:
     every run has only descriptors 0-2, no signal ignored or blocked, and
-    exactly the whitelisted environment. (Under the thread model programs
-    are started from many threads at once, beside threads that open and
-    close descriptors of their own.)"""
+    exactly the whitelisted environment. The server runs with LD_PRELOAD
+    of a canary library that marks every process it is loaded into
+    (tests/e2e/canary.c), LD_LIBRARY_PATH, BASH_ENV, IFS=x and FOO=bar:
+    the server's mark is there, and no program's. (Under the thread model
+    programs are started from many threads at once, beside threads that
+    open and close descriptors of their own. Under sanitizers no preload:
+    their runtime must come first.)"""
     prog = script(tmp_path, "hygiene.sh", HYGIENE)
     env = dict(os.environ, FOO="bar", LD_LIBRARY_PATH="/tmp",
-               BASH_ENV="/tmp/x")
+               BASH_ENV="/tmp/x", IFS="x")
+    canary = None
+    if not os.environ.get("SANITIZE"):
+        canary = build_shim(tmp_path_factory, "canary")
+        env["LD_PRELOAD"] = canary
     srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0", "echo",
                 "tcp://127.0.0.1:0", env=env)
     problems, runs, lock = [], [0], threading.Lock()
@@ -997,6 +1006,13 @@ def test_exec_hygiene_holds_while_other_connections_run(serve, tmp_path):
             s.close()
     assert runs[0] == 1000 and problems == [], (
         f"{len(problems)} of {runs[0]} runs: {problems[:3]}")
+    if canary is not None:
+        marks = sorted(m for m in os.listdir(os.path.dirname(canary))
+                       if m.startswith("loaded."))
+        assert f"loaded.duplex.{srv.pid}" in marks, (
+            f"the preload did not take in the server: {marks}")
+        assert marks == [f"loaded.duplex.{srv.pid}"], (
+            f"LD_PRELOAD reached other processes: {marks[:5]}")
 
 
 def test_exec_stdin_and_stdout_are_blocking(serve, tmp_path):
