@@ -187,7 +187,9 @@ def time_wait_count(port):
 def test_restart_binds_at_once_beside_time_wait(serve):
     """S25: after 1,000 daytime connections (the server closes first, so
     its side holds them in TIME_WAIT) and a SIGTERM, a new server binds the
-    same port on its first try and serves."""
+    same port on its first try (one bind(2) in its trace) and is listening
+    within 100 ms of being started, and serves; a second instance on the
+    same port then exits non-zero with EADDRINUSE (no silent sharing)."""
     srv = start(serve, "daytime", "tcp://127.0.0.1:0")
     port = srv.port()
     for i in range(1000):
@@ -195,10 +197,21 @@ def test_restart_binds_at_once_beside_time_wait(serve):
             assert read_to_end(s)[1] == "eof", f"connection {i}"
     assert srv.stop() == 0
     assert time_wait_count(port) > 0, "no TIME_WAIT: the test shows nothing"
-    again = start(serve, "daytime", f"tcp://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    again = serve("--model", MODEL, "--trace", "daytime",
+                  f"tcp://127.0.0.1:{port}", listeners=1)
+    took = time.monotonic() - t0
+    assert took <= 0.1 * SLOW, f"listening {took * 1000:.0f} ms after start"
+    binds = [line for line in again.stderr().splitlines()
+             if line.startswith("trace: bind(")]
+    assert len(binds) == 1 and binds[0].endswith(f":{port}) = 0"), binds
     with connect(again.addr()) as s:
         data, how = read_to_end(s)
     assert how == "eof" and data.endswith(b"\r\n"), (data, how)
+    p = run(["serve", "--model", MODEL, "daytime", f"tcp://127.0.0.1:{port}"],
+            timeout=10)
+    assert p.returncode != 0 and b"Address already in use" in p.stderr, p
+    assert again.running()
 
 
 # ---------------------------------------------------------------------------
