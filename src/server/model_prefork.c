@@ -205,16 +205,27 @@ worker_main(struct dx_server *srv, struct prefork_state *st, size_t i,
 	_exit(err < 0 ? 1 : 0);
 }
 
-/* Starts worker I now. */
+/*
+ * Starts worker I now. When the fork fails (EAGAIN at a process limit,
+ * ENOMEM), says so and has the tick try again RESPAWN_MIN_MS later: the
+ * other workers serve meanwhile.
+ */
 static int
 spawn_worker(struct dx_server *srv, struct prefork_state *st, size_t i)
 {
 	pid_t master = getpid(), pid = fork();
+	int err;
 
 	if (pid == 0)
 		worker_main(srv, st, i, master);
-	if (pid < 0)
-		return dx__neg_errno();
+	if (pid < 0) {
+		err = dx__neg_errno();
+		st->w[i].start_ms = dx_now_ms() + RESPAWN_MIN_MS;
+		dx__log(srv, DX_LOG_WARN,
+		        "cannot start worker %zu: %s; trying again in %d ms", i,
+		        dx_strerror(err), RESPAWN_MIN_MS);
+		return err;
+	}
 	dx_trace("fork() = worker %d", (int)pid);
 	st->w[i].pid = pid;
 	st->w[i].start_ms = dx_now_ms();
@@ -292,7 +303,7 @@ prefork_child_exited(struct dx_server *srv, pid_t pid, int status)
 		        WIFSIGNALED(status) ? WTERMSIG(status)
 		                            : WEXITSTATUS(status));
 		if (dx_now_ms() >= st->w[i].start_ms + RESPAWN_MIN_MS)
-			spawn_worker(srv, st, i);
+			(void)spawn_worker(srv, st, i);
 		else
 			st->w[i].start_ms += RESPAWN_MIN_MS;
 		return;
@@ -321,8 +332,8 @@ prefork_tick(struct dx_server *srv, int64_t now)
 	for (size_t i = 0; i < st->n && !srv->stop; i++) {
 		if (st->w[i].pid != 0)
 			continue;
-		if (now >= st->w[i].start_ms && spawn_worker(srv, st, i) < 0)
-			st->w[i].start_ms = now + RESPAWN_MIN_MS;
+		if (now >= st->w[i].start_ms)
+			(void)spawn_worker(srv, st, i);
 		if (st->w[i].pid == 0 && st->w[i].start_ms < next)
 			next = st->w[i].start_ms;
 	}

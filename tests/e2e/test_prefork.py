@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 
+from conftest import need
 from test_tcp_server import (SLOW, connect, proc_stat, read_to_end,
                              ready_workers, recv_exactly, start, wait_for,
                              workers)
@@ -253,3 +254,40 @@ def test_a_worker_that_dies_young_is_replaced_a_second_after_it_started(
     with connect(srv.addr()) as s:
         s.sendall(b"still here\n")
         assert recv_exactly(s, 11) == b"still here\n"
+
+
+def test_a_failed_respawn_is_logged_and_tried_again(serve):
+    """S28 for prefork: under strace -f injecting EAGAIN into the master's
+    third fork (clone(2) in glibc), a worker killed after the first two
+    started is not replaced at once: the failure is logged, the other
+    worker serves every client meanwhile, and the master tries again a
+    second later, which starts a worker that serves."""
+    wrap = [need("strace"), "-f", "-qq", "-o", "/dev/null", "-e",
+            "trace=clone", "-e", "inject=clone:error=EAGAIN:when=3", "--"]
+    srv = start(serve, "echo", "tcp://127.0.0.1:0", "--model", "prefork",
+                "--workers", 2, wrap=wrap)
+    assert len(ready_workers(srv)) == 2
+    victim = workers(srv)[0]
+    os.kill(victim, signal.SIGKILL)
+    t_kill = time.monotonic()
+    wait_for(lambda: "cannot start worker" in srv.stderr(), 2 * SLOW,
+             what="the failed fork logged")
+    assert re.search(r"cannot start worker \d+: Resource temporarily "
+                     r"unavailable; trying again in 1000 ms", srv.stderr())
+    served = 0
+    while len(ready_workers(srv)) < 2:
+        assert time.monotonic() - t_kill < 3 * SLOW, "no worker replaced"
+        with connect(srv.addr(), timeout=5) as s:
+            s.sendall(b"meanwhile %d\n" % served)
+            assert recv_exactly(s, len(b"meanwhile %d\n" % served)) == \
+                b"meanwhile %d\n" % served
+        served += 1
+        time.sleep(0.02)
+    took = time.monotonic() - t_kill
+    assert 0.9 <= took <= 2.0 * SLOW, f"replaced {took:.2f} s after"
+    assert served >= 20, f"only {served} clients while one worker was gone"
+    assert victim not in workers(srv)
+    for i in range(100):
+        with connect(srv.addr(), timeout=5) as s:
+            s.sendall(b"after %d\n" % i)
+            assert recv_exactly(s, len(b"after %d\n" % i)) == b"after %d\n" % i
