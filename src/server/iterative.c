@@ -395,7 +395,7 @@ serve_batch_polling(struct dx_server *srv, struct dx_listener *l)
 		if (n != -EAGAIN)
 			return n;
 	} while (!srv->stop && dx__now_us() < until);
-	return serve_batch(srv, l, 1);
+	return srv->stop ? -EAGAIN : serve_batch(srv, l, 1);
 }
 
 void

@@ -364,8 +364,9 @@ finished(const struct dx_server *srv)
  * Waits for events until DEADLINE; with --busy-poll, after a turn that had
  * events (AFTER_WORK), first looks for them without sleeping for up to the
  * window (see serve_batch_polling()). A turn woken only by its deadline
- * (the timeout sweep) is no traffic, so no spin follows it. A deadline
- * that passes meanwhile is seen at most one window late.
+ * (the timeout sweep) is no traffic, so no spin follows it, nor one whose
+ * deadline has passed. A deadline that passes meanwhile is seen at most
+ * one window late.
  */
 static int
 wait_events(struct dx_server *srv, struct epoll_event *evs, int max,
@@ -411,7 +412,10 @@ dx__server_run(struct dx_server *srv)
 		int64_t next = srv->has_stream
 		                       ? dx__stream_tick(srv, srv->now_ms)
 		                       : DX_FOREVER;
-		n = wait_events(srv, evs, (int)DX_ARRAY_LEN(evs), next, n > 0);
+		/* A tick that wants another turn at once (work left in the
+		 * ring, a stop to finish) gets it: no spin before it. */
+		n = wait_events(srv, evs, (int)DX_ARRAY_LEN(evs), next,
+		                n > 0 && next > srv->now_ms);
 		if (n < 0)
 			err = n;
 		srv->now_ms = dx_now_ms();
