@@ -476,21 +476,28 @@ def test_bench_run_udp(duplex, tmp_path):
     assert "Command: `bench/run --duration 1 --only udp" in text
     got = tables(text)
     assert list(got) == ["udp, 64 B, 1 sender", "udp, 64 B, 32 senders"]
-    want = ["floor: recvmmsg echo", "duplex serve echo (udp)"]
-    if shutil.which("xinetd") and is_root():
+    want = ["floor: recvmmsg echo", "duplex serve echo (udp)",
+            "duplex serve echo (udp) --busy-poll 50us"]
+    xinetd = shutil.which("xinetd") and is_root()
+    if xinetd:
         want.append("xinetd internal echo")
     for title, rows in got.items():
         head, body = rows[0], rows[1:]
-        assert head[:3] == ["server", "ops/s", "vs floor"], head
+        assert head[:4] == ["server", "ops/s", "vs floor", "vs xinetd"], head
         assert head[-1] == "timeouts", head
         assert [row_name(r) for r in body] == want, title
+        cpu = head.index("server CPU µs/op")
         for r in body:
             assert number(r[1]) > 0, r               # ops/s
             assert r[2].endswith("x"), r             # vs floor
-            assert number(r[5]) > 0, r               # server CPU µs/op
+            assert number(r[cpu]) > 0, r             # server CPU µs/op
         assert body[0][2] == "1.00x"
+        if xinetd:
+            assert body[-1][3] == "1.00x", body[-1]
     assert "pingpong" not in text.split("Servers:")[0]
-    assert "Targets" not in text  # no udp target
+    # issue 3's targets, for both duplex rows, under each table
+    assert text.count("- issue 3: the iterative server at least 1.0x the "
+                      "floor's datagrams/s: duplex ") == 2, text
     assert svg.startswith("<svg") and svg.count("<rect") >= 1 + 2 * len(want)
 
 
@@ -502,8 +509,9 @@ def test_bench_run_rounds_report_medians(duplex, tmp_path):
     assert "in 3 rounds" in text and "median of the rounds" in text
     head, *body = tables(text)["udp, 64 B, 32 senders"]
     assert head[-1] == "ops/s range", head
-    assert [row_name(r) for r in body] == ["floor: recvmmsg echo",
-                                           "duplex serve echo (udp)"]
+    assert [row_name(r) for r in body] == [
+        "floor: recvmmsg echo", "duplex serve echo (udp)",
+        "duplex serve echo (udp) --busy-poll 50us"]
     for r in body:
         lo, hi = (number(v) for v in r[-1].split("–"))
         assert 0 < lo <= number(r[1]) <= hi, r
