@@ -61,16 +61,15 @@ cli_trace_to_stderr(void)
 	dx_trace_set(trace_line, stderr);
 }
 
-/* The units a duration may carry, in milliseconds. */
-static const struct {
+/* A unit a duration may carry, and what one of it is worth. */
+struct unit {
 	const char *suffix;
-	double ms;
-} duration_units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000},
+	double worth;
 };
 
-long long
-cli_parse_duration(const char *text)
+/* A number with one of the N UNITS after it, in the units' measure. */
+static long long
+parse_units(const char *text, const struct unit *units, size_t n)
 {
 	char *end;
 	double value;
@@ -81,33 +80,30 @@ cli_parse_duration(const char *text)
 	value = strtod(text, &end);
 	if (errno != 0 || value < 0 || value > 1e9)
 		return -1;
-	for (size_t i = 0; i < sizeof(duration_units) / sizeof(*duration_units);
-	     i++)
-		if (strcmp(end, duration_units[i].suffix) == 0)
-			return (long long)(value * duration_units[i].ms + 0.5);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(end, units[i].suffix) == 0)
+			return (long long)(value * units[i].worth + 0.5);
 	return -1;
+}
+
+long long
+cli_parse_duration(const char *text)
+{
+	static const struct unit ms[] = {
+	        {"ms", 1},      {"s", 1000}, {"m", 60000},
+	        {"h", 3600000}, {"", 1000},
+	};
+
+	return parse_units(text, ms, sizeof(ms) / sizeof(*ms));
 }
 
 long long
 cli_parse_duration_us(const char *text)
 {
-	static const struct {
-		const char *suffix;
-		double us;
-	} units[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}, {"", 1000000}};
-	char *end;
-	double value;
+	static const struct unit us[] = {
+	        {"us", 1}, {"ms", 1000}, {"s", 1000000}, {"", 1000000}};
 
-	if (text == NULL || *text < '0' || *text > '9')
-		return -1;
-	errno = 0;
-	value = strtod(text, &end);
-	if (errno != 0 || value < 0 || value > 1e9)
-		return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(*units); i++)
-		if (strcmp(end, units[i].suffix) == 0)
-			return (long long)(value * units[i].us + 0.5);
-	return -1;
+	return parse_units(text, us, sizeof(us) / sizeof(*us));
 }
 
 int
