@@ -13,6 +13,7 @@ the work under each model.
 
 The heavier limit and abuse cases live in test_tcp_limits.py, which reuses
 the helpers defined here (none of them is a test)."""
+import errno
 import hashlib
 import os
 import pathlib
@@ -756,13 +757,15 @@ def test_fifty_concurrent_16mib_echoes_are_byte_exact(serve):
     assert took <= 60 * SLOW, f"50 x 16 MiB took {took:.1f} s"
 
 
+# S03: the five fixed sizes and 995 random ones, 1,000 in all.
 HALF_CLOSE_N = [0, 1, 65535, 65536, 65537] + [
-    random.Random(SEED + 2).randrange(0, (1 << 20) + 1) for _ in range(100)]
+    random.Random(SEED + 2).randrange(0, (1 << 20) + 1) for _ in range(995)]
 
 
 def test_echo_half_close_returns_everything_then_clean_eof(serve):
-    """Send N bytes, shutdown(SHUT_WR), read to EOF: exactly the N bytes
-    back, then end of file (never a reset); for N=0 within 100 ms."""
+    """S03: send N bytes, shutdown(SHUT_WR), read to EOF: exactly the N
+    bytes back, then end of file (never a reset), 1,000 times; for N=0
+    within 100 ms."""
     srv = start(serve, "echo", "tcp://127.0.0.1:0")
     rng = random.Random(SEED + 3)
     for n in HALF_CLOSE_N:
@@ -800,14 +803,54 @@ def test_discard_1gib_ends_with_fin_not_rst(serve):
 @pytest.mark.parametrize("service,check", [
     ("daytime", check_daytime), ("time", check_time), ("qotd", check_qotd)])
 def test_unread_input_before_short_reply_loses_nothing(serve, service, check):
+    """S05: a client sends 64 KiB the service never reads, then reads: the
+    whole answer and a clean end of file, 1,000 times of 1,000."""
     srv = start(serve, service, "tcp://127.0.0.1:0")
     junk = b"x" * 65536
-    for i in range(200):
+    for i in range(1000):
         with connect(srv.addr()) as s:
             s.sendall(junk)
             got, how = read_to_end(s, timeout=5)
         assert how == "eof", f"iteration {i}: {how} after {got!r}"
         check(got)
+
+
+def test_linger_caps_the_drain_of_a_client_that_keeps_sending(serve):
+    """S05's last criterion: daytime under --linger 1s, and a client that
+    sends without pause and never stops. It gets the whole answer and the
+    server's FIN at once; the server reads and drops its input for the
+    linger time (its sends go through) and then closes, which the sends
+    meet as an error: 0.9 to 2 s after the FIN."""
+    srv = start(serve, "--linger", "1s", "daytime", "tcp://127.0.0.1:0")
+    s = connect(srv.addr())
+    failed, sent = [], [0]
+
+    def sender():
+        chunk = bytes(16384)
+        try:
+            while time.monotonic() - t0 < 10:
+                sent[0] += s.send(chunk)
+        except OSError as e:
+            failed.append((time.monotonic(), e.errno))
+
+    t0 = time.monotonic()
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        got, how = read_to_end(s, timeout=5)
+        fin = time.monotonic()
+        t.join(5 * SLOW)
+        assert not t.is_alive(), "the server never closed"
+    finally:
+        s.close()
+    assert how == "eof", (how, got)
+    check_daytime(got)
+    assert fin - t0 < 0.5, f"the answer's FIN came {fin - t0:.2f} s late"
+    assert failed and failed[0][1] in (errno.ECONNRESET, errno.EPIPE), \
+        failed
+    closed = failed[0][0] - fin
+    assert 0.9 <= closed <= 2.0 * SLOW, f"closed {closed:.2f} s after FIN"
+    assert sent[0] > 1 << 20, f"only {sent[0]} bytes drained in the linger"
 
 
 def test_unread_input_before_exec_output_loses_nothing(serve, tmp_path):
