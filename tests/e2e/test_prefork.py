@@ -271,7 +271,7 @@ def test_a_failed_respawn_is_logged_and_tried_again(serve):
     # Past the crash-loop delay (a worker that dies within a second of
     # its start is replaced a second after it started), so that the
     # replacement is tried at once and meets the fault.
-    time.sleep(max(0.0, started_at(victim) + 1.1 - uptime()))
+    time.sleep(max(0.0, started_at(victim) + 1.5 - uptime()))
     os.kill(victim, signal.SIGKILL)
     t_kill = time.monotonic()
     wait_for(lambda: "cannot start worker" in srv.stderr(), 2 * SLOW,
@@ -288,7 +288,7 @@ def test_a_failed_respawn_is_logged_and_tried_again(serve):
         served += 1
         time.sleep(0.02)
     took = time.monotonic() - t_kill
-    assert 0.9 <= took <= 1.5 * SLOW, f"replaced {took:.2f} s after"
+    assert 0.9 <= took <= 1.0 + 0.6 * SLOW, f"replaced {took:.2f} s after"
     assert served >= 5, f"only {served} clients while one worker was gone"
     assert victim not in workers(srv)
     for i in range(100):

@@ -697,7 +697,7 @@ def test_echo_256mib_random_sizes_is_byte_exact(serve):
     separate reader thread; sha256 of both directions compared, within
     60 s (per 256 MiB)."""
     total = S01_MIB << 20
-    limit = 60 * S01_MIB / 256
+    limit = 60 * S01_MIB / 256 * SLOW
     srv = start(serve, "echo", "tcp://127.0.0.1:0")
     s = connect(srv.addr(), timeout=30)
     wrng, rrng = random.Random(SEED), random.Random(SEED + 1)
@@ -820,7 +820,8 @@ def test_linger_caps_the_drain_of_a_client_that_keeps_sending(serve):
     sends without pause and never stops. It gets the whole answer and the
     server's FIN at once; the server reads and drops its input for the
     linger time (its sends go through) and then closes, which the sends
-    meet as an error: 0.9 to 2 s after the FIN."""
+    meet as an error: no sooner than 0.9 s after the connect, no later
+    than 2 s after the FIN."""
     srv = start(serve, "--linger", "1s", "daytime", "tcp://127.0.0.1:0")
     s = connect(srv.addr())
     failed, sent = [], [0]
@@ -845,11 +846,13 @@ def test_linger_caps_the_drain_of_a_client_that_keeps_sending(serve):
         s.close()
     assert how == "eof", (how, got)
     check_daytime(got)
-    assert fin - t0 < 0.5, f"the answer's FIN came {fin - t0:.2f} s late"
+    assert fin - t0 < 0.5 * SLOW, f"the answer's FIN came {fin - t0:.2f} s"
     assert failed and failed[0][1] in (errno.ECONNRESET, errno.EPIPE), \
         failed
+    # The server's FIN came after t0 and was seen at FIN at the latest.
+    assert failed[0][0] - t0 >= 0.9, f"closed {failed[0][0] - t0:.2f} s in"
     closed = failed[0][0] - fin
-    assert 0.9 <= closed <= 2.0 * SLOW, f"closed {closed:.2f} s after FIN"
+    assert closed <= 2.0 * SLOW, f"closed {closed:.2f} s after FIN"
     assert sent[0] > 1 << 20, f"only {sent[0]} bytes drained in the linger"
 
 
@@ -1105,12 +1108,14 @@ def test_exec_exit_with_unread_input_does_not_reset_its_output(
 # ---------------------------------------------------------------------------
 
 def test_sigterm_drains_active_echoes_then_exits_0(serve):
-    """S26: SIGTERM with 50 echo transfers of 4 MiB under way: a new client
-    is refused within 100 ms, and every transfer finishes byte-exact
-    within the drain deadline (10 s), after which the server exits 0."""
+    """S26: SIGTERM with 50 echo transfers of 4 MiB under way (each one's
+    sender waits for the signal after its first 256 KiB): a new client is
+    refused within 100 ms, and every transfer finishes byte-exact within
+    the drain deadline (10 s), after which the server exits 0."""
     n = 50
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--drain", "10s")
     size, results, progress = 4 << 20, {}, [0] * n
+    signalled = threading.Event()  # each sender waits for it at 256 KiB
 
     def transfer(i):
         s = connect(srv.addr(), timeout=15)
@@ -1133,10 +1138,12 @@ def test_sigterm_drains_active_echoes_then_exits_0(serve):
         t.start()
         try:
             while src.pos < size:
+                if src.pos == 256 << 10:
+                    signalled.wait(30)
                 c = src.take(65536)
                 s.sendall(c)
                 hin.update(c)
-                time.sleep(0.04)  # some 2.6 s a transfer: all under way at once
+                time.sleep(0.002)
             s.shutdown(socket.SHUT_WR)
             t.join(15)
             results.setdefault(i, ("eof" if not t.is_alive() else "timeout",
@@ -1152,9 +1159,9 @@ def test_sigterm_drains_active_echoes_then_exits_0(serve):
         t.start()
     wait_for(lambda: min(progress) >= 256 << 10, 10 * SLOW,
              what=f"{n} transfers under way")
-    assert max(progress) < size, "a transfer ended before the SIGTERM"
     t_term = time.monotonic()
     os.kill(srv.pid, signal.SIGTERM)
+    signalled.set()
     time.sleep(0.1)
     # After SIGTERM the listener stops listening (S26: a new client is
     # refused within 100 ms, not left in the backlog for the drain).
@@ -1343,12 +1350,41 @@ def test_unix_stream_services(serve, sockdir, service):
     assert srv.running()
 
 
+def run_seconds(pids):
+    """The run time of every thread of PIDS, in seconds (the scheduler's
+    exact figure, not ticks)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                continue
+    return total / 1e9
+
+
 def test_busy_poll_serves_then_sleeps_and_stops(serve):
     """--busy-poll runs in the concurrent server's loops too (the epoll
-    reactors, the uring model, the accepting parent): echo over four
-    connections while it polls; a quiet second afterwards costs next to
-    nothing (the spin ends); SIGTERM still stops it within 1 s."""
+    reactors, the uring model, the accepting parent): 40 connections 25 ms
+    apart cost the serving processes over 0.1 s with a 10 ms window
+    (each accept is followed by a spin) and well under that without;
+    echo over four connections while it polls; a quiet second afterwards
+    costs next to nothing (the spin ends); SIGTERM still stops it within
+    1 s."""
     srv = start(serve, "--busy-poll", "10ms", "echo", "tcp://127.0.0.1:0")
+    plain = start(serve, "echo", "tcp://127.0.0.1:0")
+    spent = {}
+    for name, server in (("polling", srv), ("sleeping", plain)):
+        before = run_seconds(server_pids(server))
+        for i in range(40):
+            with connect(v4(server)) as s:
+                s.sendall(b"%02d" % i)
+                assert recv_exactly(s, 2) == b"%02d" % i
+            time.sleep(0.025)
+        spent[name] = run_seconds(server_pids(server)) - before
+    assert spent["polling"] > 0.1, spent
+    assert spent["sleeping"] < 0.1, spent
     socks = [connect(v4(srv)) for _ in range(4)]
     try:
         for i in range(50):

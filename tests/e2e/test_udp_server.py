@@ -25,6 +25,7 @@ from conftest import (DROP_NAMES, chargen_pattern, drain, exchange,
                       run, send_raw_udp, udp_socket)
 
 RFC868_OFFSET = 2208988800
+SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
 DGRAM_MAX = 65507
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
                         r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -146,14 +147,13 @@ def test_every_size_ten_times_paced_to_one_server(serve):
     sizes = [0, 1, 512, 1472, 4096, 4097, 8192, DGRAM_MAX] * 10
     rng = random.Random(SEED)
     with udp_socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sent = []
+        sent, got = [], []
         for size in sizes:
             data = rng.randbytes(size)
             s.sendto(data, srv.addr())
             sent.append(data)
+            got.append(recv_or_none(s, 2.0))
             time.sleep(0.001)
-        got = [recv_or_none(s, 2.0) for _ in sent]
     assert sum(g is not None for g in got) == 80, (
         f"{sum(g is not None for g in got)} of 80 replies")
     for data, reply in zip(sent, got):
@@ -1033,6 +1033,17 @@ def test_budget_limits_one_source_not_another(serve):
     assert counters["over-budget"] >= 100, counters
 
 
+def udp_socket_drops(pid, port):
+    """The kernel's drop count of PID's UDP socket on PORT (/proc/PID/
+    net/udp, last column): datagrams lost on its full receive queue."""
+    with open(f"/proc/{pid}/net/udp") as f:
+        for line in list(f)[1:]:
+            col = line.split()
+            if int(col[1].rsplit(":", 1)[1], 16) == port:
+                return int(col[-1])
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
 @pytest.mark.parametrize("service", ["chargen", "qotd"])
 def test_flood_of_10000_is_held_to_the_budget_while_another_is_served(
         serve, service):
@@ -1062,7 +1073,7 @@ def test_flood_of_10000_is_held_to_the_budget_while_another_is_served(
         other.start()
         replies, took = flood(greedy, addr, 10_000)
         other.join(15)
-    assert took < 1.0, f"precondition: 10,000 sends took {took:.2f} s"
+    assert took < 1.0 * SLOW, f"precondition: 10,000 sends took {took:.2f} s"
     assert not other.is_alive()
     sizes = [len(r) for r in replies]
     assert len(replies) <= 20 + 20 * took + 1, (
@@ -1070,10 +1081,13 @@ def test_flood_of_10000_is_held_to_the_budget_while_another_is_served(
     assert len(replies) >= 20, f"the burst: {len(replies)} replies"
     assert other_got == list(range(10)), f"other source got {other_got}"
     assert max(sizes + other_sizes) <= 512, max(sizes + other_sizes)
-    # every request is accounted for: answered, or dropped over budget
+    # every request is accounted for: answered, dropped over budget, or
+    # (on a stalled machine) dropped by the kernel on a full queue
     counters = srv.usr1()
+    lost = udp_socket_drops(srv.pid, srv.port())
     assert srv.served() == len(replies) + 10, (srv.served(), len(replies))
-    assert counters["over-budget"] + srv.served() == 10_010, counters
+    assert counters["over-budget"] + srv.served() + lost == 10_010, (
+        counters, lost)
 
 
 def test_budget_option_lets_more_through(serve):
@@ -1249,12 +1263,13 @@ BUSY_LAYOUTS = {
 @pytest.mark.parametrize("layout", BUSY_LAYOUTS)
 def test_busy_poll_serves_in_order_and_stops_within_1s(serve, layout):
     srv = serve("--busy-poll", "10ms", *BUSY_LAYOUTS[layout])
+    got = []
     with udp_socket() as s:
         for i in range(200):
             s.sendto(b"%d" % i, srv.addr(0))
-            if i % 50 == 49:
+            if i % 50 == 49:   # a burst of 50 is read back, then a pause
+                got += [s.recv(100) for _ in range(50)]
                 time.sleep(0.02)   # past the window: asleep, then woken
-        got = [s.recv(100) for _ in range(200)]
     assert got == [b"%d" % i for i in range(200)]
     # the stop comes while the server polls (within 10 ms of a datagram)
     assert exchange(srv.addr(0), b"x") == b"x"
