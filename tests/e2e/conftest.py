@@ -52,6 +52,20 @@ def need(program):
     return path
 
 
+def run_seconds(pids):
+    """The run time of every thread of PIDS, in seconds (the scheduler's
+    exact figure from /proc/PID/task/TID/schedstat, not ticks)."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                continue
+    return total / 1e9
+
+
 def build_shim(tmp_path_factory, name):
     """tests/e2e/NAME.c built as a shared library; returns its path. Not
     in sanitizer builds: their runtime must come first among the libraries

@@ -33,7 +33,7 @@ import pytest
 
 from conftest import (accept_queue, build_shim, chargen_pattern, count_pairs,
                       duplex_path, have_ipv6_loopback, in_netns, is_root,
-                      need, run, thread_ids)
+                      need, run, run_seconds, thread_ids)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -1348,20 +1348,6 @@ def test_unix_stream_services(serve, sockdir, service):
             assert how == "eof", f"{service}: {how} after {got!r}"
             UNIX_CHECKS[service](got)
     assert srv.running()
-
-
-def run_seconds(pids):
-    """The run time of every thread of PIDS, in seconds (the scheduler's
-    exact figure, not ticks)."""
-    total = 0
-    for pid in pids:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except OSError:
-                continue
-    return total / 1e9
 
 
 def test_busy_poll_serves_then_sleeps_and_stops(serve):

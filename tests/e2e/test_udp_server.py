@@ -22,7 +22,7 @@ import pytest
 from conftest import (DROP_NAMES, chargen_pattern, drain, exchange,
                       have_ipv6_loopback,
                       in_netns, is_root, need, netns_socket, recv_or_none,
-                      run, send_raw_udp, udp_socket)
+                      run, run_seconds, send_raw_udp, udp_socket)
 
 RFC868_OFFSET = 2208988800
 SLOW = float(os.environ.get("DUPLEX_TIME_SCALE", "1"))
@@ -1241,16 +1241,6 @@ def test_paced_and_unpaced_floods(serve, netns):
 # --busy-poll: receiving without sleeping for a window after each datagram
 # ---------------------------------------------------------------------------
 
-def run_ns(pid):
-    """The run time of every thread of PID, in seconds (the scheduler's
-    exact figure, not ticks)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total / 1e9
-
-
 # One datagram socket (the iterative server's own loop) and two (the
 # server's epoll loop): the two places the option polls.
 BUSY_LAYOUTS = {
@@ -1291,16 +1281,16 @@ def test_busy_poll_spins_after_a_datagram_and_sleeps_when_quiet(serve,
     spent = {}
     with udp_socket() as s:
         for name, srv in (("polling", polling), ("sleeping", sleeping)):
-            before = run_ns(srv.pid)
+            before = run_seconds([srv.pid])
             for i in range(40):
                 s.sendto(b"%d" % i, srv.addr(0))
                 assert s.recv(100) == b"%d" % i
                 time.sleep(0.025)
-            spent[name] = run_ns(srv.pid) - before
+            spent[name] = run_seconds([srv.pid]) - before
     time.sleep(0.1)
-    quiet = run_ns(polling.pid)
+    quiet = run_seconds([polling.pid])
     time.sleep(1.0)
-    quiet = run_ns(polling.pid) - quiet
+    quiet = run_seconds([polling.pid]) - quiet
     assert spent["polling"] > 0.1, spent
     assert spent["sleeping"] < 0.1, spent
     assert quiet < 0.05, f"{quiet:.3f} s of CPU in a quiet second"
