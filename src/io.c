@@ -96,22 +96,19 @@ trace_dgram(const char *call, const char *arrow, int fd,
  * ------------------------------------------------------------------------ */
 
 int64_t
-dx_now_ms(void)
+dx__now_us(void)
 {
 	struct timespec ts;
 
 	/* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int64_t
-dx__now_us(void)
+dx_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return dx__now_us() / 1000;
 }
 
 int64_t
