@@ -591,6 +591,27 @@ dx__stream_released(struct dx_server *srv, const uint8_t key[16])
 	maybe_resume(srv);
 }
 
+void
+dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c, int fd,
+                   int end)
+{
+	const char *why = dx__conn_end_name((enum dx_conn_end)end);
+	long long ms;
+
+	if (srv->verbosity < DX_LOG_DEBUG)
+		return; /* not even the clock read */
+	ms = (long long)(dx_now_ms() - c->started_ms);
+	if (c->conf->svc->flags & DX_SVC_EXEC)
+		dx__log(srv, DX_LOG_DEBUG, "connection %d ended: %s; %lld ms",
+		        fd, why, ms);
+	else
+		dx__log(srv, DX_LOG_DEBUG,
+		        "connection %d ended: %s; in %llu B, out %llu B; "
+		        "%lld ms",
+		        fd, why, (unsigned long long)c->bytes_in,
+		        (unsigned long long)c->bytes_out, ms);
+}
+
 int64_t
 dx__stream_tick(struct dx_server *srv, int64_t now)
 {

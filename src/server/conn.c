@@ -402,6 +402,7 @@ flush(struct dx_conn *c)
 		if (n < 0)
 			return DX_END_PEER;
 		c->out_off += (uint32_t)n;
+		c->bytes_out += (uint64_t)n;
 		clock_after_io(c);
 		c->active_ms = c->wrote_ms = c->now_ms;
 	}
@@ -418,6 +419,7 @@ flush(struct dx_conn *c)
 		if (n <= 0)
 			return DX_END_PEER;
 		c->piped -= (uint32_t)n;
+		c->bytes_out += (uint64_t)n;
 		clock_after_io(c);
 		c->active_ms = c->wrote_ms = c->now_ms;
 	}
@@ -470,6 +472,7 @@ splice_in(struct dx_conn *c, uint8_t *scratch)
 	if (c->piped == 0) /* output starts waiting on the peer */
 		c->wrote_ms = c->now_ms;
 	c->piped += (uint32_t)n;
+	c->bytes_in += (uint64_t)n;
 	return DX_END_NONE;
 }
 
@@ -496,6 +499,8 @@ on_readable(struct dx_conn *c, uint8_t *scratch, size_t len)
 	clock_after_io(c);
 	if (n == -EAGAIN)
 		return DX_END_NONE;
+	if (n > 0)
+		c->bytes_in += (uint64_t)n;
 	if (c->flags & DX_CONN_SHUT_WR)
 		return n > 0 ? DX_END_NONE : DX_END_DONE;
 	if (n < 0)
@@ -659,11 +664,16 @@ mirror_blocking(struct dx_conn *c, uint8_t *scratch)
 		watch(c, WATCH_READ);
 		n = dx_read(c->fd, buf, room);
 		watch(c, -1);
-		if (n <= 0 || (size_t)n == room)
+		if (n <= 0)
+			break;
+		c->bytes_in += (uint64_t)n;
+		if ((size_t)n == room)
 			break;
 		watch(c, WATCH_SEND);
 		sent = dx_send(c->fd, buf, (size_t)n);
 		watch(c, -1);
+		if (sent > 0)
+			c->bytes_out += (uint64_t)sent;
 		if (sent != n) {
 			if (sent == -EAGAIN) /* SO_SNDTIMEO ran out */
 				return DX_END_WRITE_STALL;

@@ -34,6 +34,8 @@ dx__conn_input(struct dx_conn *c, const uint8_t *data, ssize_t n, int64_t now)
 {
 	const struct dx_stream_ops *ops = c->conf->svc->stream;
 
+	if (n > 0)
+		c->bytes_in += (uint64_t)n;
 	if (c->flags & DX_CONN_SHUT_WR)
 		return n > 0 ? DX_END_NONE : DX_END_DONE;
 	if (n < 0)
@@ -63,6 +65,7 @@ dx__conn_sent(struct dx_conn *c, ssize_t n, int64_t now)
 	if (n < 0)
 		return DX_END_PEER;
 	c->out_off += (uint32_t)n;
+	c->bytes_out += (uint64_t)n;
 	c->active_ms = c->wrote_ms = now;
 	if (!dx__conn_pending(c) && c->out != NULL) {
 		dx__pool_put(c->pool, c->out);

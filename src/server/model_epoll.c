@@ -105,8 +105,7 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 	struct epoll_state *st = srv->model_state;
 	uint8_t key[16];
 
-	dx__log(srv, DX_LOG_DEBUG, "connection %d ended: %s", s->c.fd,
-	        dx__conn_end_name((enum dx_conn_end)end));
+	dx__stream_log_end(srv, &s->c, s->c.fd, end);
 	if (s->pidfd >= 0) {
 		kill(-s->pid, SIGKILL);
 		/* Waited for, not polled: SIGKILL ends it at once, and a

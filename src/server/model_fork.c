@@ -132,6 +132,7 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
 		c.flags |= DX_CONN_PROCESS; /* this process serves c alone */
 		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
+		dx__stream_log_end(srv, &c, fd, end);
 	}
 	_exit(end);
 }

@@ -117,6 +117,7 @@ serve_thread(void *arg)
 		dx__conn_init(&c, t->fd, &t->l->conf, &pool, dx_now_ms());
 		report[1] = (uint32_t)dx__conn_run(&c, &t->srv->limits, scratch,
 		                                   sizeof(scratch));
+		dx__stream_log_end(t->srv, &c, t->fd, (int)report[1]);
 	}
 	dx__pool_drain(&pool);
 	atomic_store(&t->running, 0);
@@ -188,8 +189,12 @@ thread_event(struct dx_server *srv, uint64_t tag, uint32_t events)
 	n = dx_read(st->done[0], report, sizeof(report));
 	for (ssize_t i = 0; i < n / (ssize_t)sizeof(report[0]); i++) {
 		struct tslot *t = &st->slot[report[i][0]];
-		dx__log(srv, DX_LOG_DEBUG, "thread for fd %d ended: %s", t->fd,
-		        dx__conn_end_name((enum dx_conn_end)report[i][1]));
+		/* A served connection's thread logged its end itself. */
+		if (t->l->conf.svc->flags & DX_SVC_EXEC)
+			dx__log(srv, DX_LOG_DEBUG, "thread for fd %d ended: %s",
+			        t->fd,
+			        dx__conn_end_name(
+			                (enum dx_conn_end)report[i][1]));
 		t->used = 0;
 		st->active--;
 		dx__stream_released(srv, t->key);

@@ -293,6 +293,15 @@ uint32_t dx__listener_events(const struct dx_server *srv);
 void dx__stream_accept(struct dx_server *srv, struct dx_listener *l);
 /* A model's connection from PEER ended. */
 void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
+/*
+ * Logs, at debug level, that connection C (on descriptor FD: C's own may
+ * be closed by now) ended and why (END), with the bytes it received and
+ * sent and how long it lasted; an exec connection's bytes are its
+ * program's and are not seen. Every model logs its connections' ends
+ * through this one line.
+ */
+void dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
+                        int fd, int end);
 /* Timers: the rate bucket, and the drain deadline. Returns the next one. */
 int64_t dx__stream_tick(struct dx_server *srv, int64_t now);
 /* SIGTERM: stop accepting; connections get srv->drain_ms to finish. */

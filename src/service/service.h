@@ -113,6 +113,9 @@ struct dx_conn {
 	int pipe[2];    /* a mirror's bulk stream: read end, write end */
 	uint32_t piped; /* bytes in the pipe, sent before anything else */
 	uint32_t pipe_cap;
+	/* Bytes received from and sent to the peer, drained input included:
+	 * for the line that logs the connection's end. */
+	uint64_t bytes_in, bytes_out;
 };
 
 #define DX_CONN_BUF 16384

@@ -301,14 +301,17 @@ def cpu_seconds(pid):
     return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(cond, timeout, step=0.01, what="condition"):
-    """Polls COND until it is true; fails after TIMEOUT seconds."""
+def wait_for(cond, timeout, step=0.01, what="condition", fail=True):
+    """Polls COND until it is true; fails after TIMEOUT seconds (returns
+    False instead when not FAIL)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > deadline:
+            if not fail:
+                return False
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(step)
 
@@ -779,8 +782,11 @@ def test_echo_half_close_returns_everything_then_clean_eof(serve):
 
 
 def test_discard_1gib_ends_with_fin_not_rst(serve):
+    """S04: 1 GiB to discard, then our FIN: the server's FIN within 1 s of
+    the last byte, no reset, and the server's own count of the bytes it
+    received (its debug line for the connection's end) is exactly 2^30."""
     total = 1 << 30
-    srv = start(serve, "discard", "tcp://127.0.0.1:0")
+    srv = start(serve, "-v", "discard", "tcp://127.0.0.1:0")
     chunk = memoryview(random.Random(SEED).randbytes(1 << 20))
     with connect(srv.addr(), timeout=30) as s:
         t0 = time.monotonic()
@@ -794,6 +800,10 @@ def test_discard_1gib_ends_with_fin_not_rst(serve):
     assert got == b"", "discard sent something back"
     assert how == "eof", f"discard ended with {how}, not a FIN"
     assert took < 1.0, f"EOF {took:.2f} s after the last byte"
+    counted = f"ended: done; in {total} B, out 0 B;"
+    if not wait_for(lambda: counted in srv.stderr(), 2, what="the count",
+                    fail=False):
+        pytest.fail(f"no line with {counted!r}:\n{srv.stderr()[-2000:]}")
 
 
 # ---------------------------------------------------------------------------
