@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import echo_held_back, pump
+from conftest import echo_held_back, pump, rss_kib, tree_of
 from test_tcp_server import connect, start, v4
 
 MODELS = ["fork", "thread", "epoll", "prefork", "uring"]
@@ -78,33 +78,3 @@ def test_spliced_echo_to_a_peer_that_stops_reading_is_held_back(serve,
         assert rss < 64 * 1024, f"server tree holds {rss} KiB"
     with connect(v4(srv), timeout=60) as s:
         echo_held_back(s, data, small)
-
-
-def tree_of(pid):
-    """PID and its live descendants."""
-    kids = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                with open(f"/proc/{e}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(e))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, ()))
-    return out
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

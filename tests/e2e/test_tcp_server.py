@@ -33,7 +33,8 @@ import pytest
 
 from conftest import (accept_queue, build_shim, chargen_pattern, count_pairs,
                       duplex_path, have_ipv6_loopback, in_netns, is_root,
-                      need, run, run_seconds, thread_ids)
+                      need, pump, rss_kib, run, run_seconds, thread_ids,
+                      tree_of)
 
 RFC868_OFFSET = 2208988800
 DAYTIME_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
@@ -758,6 +759,51 @@ def test_fifty_concurrent_16mib_echoes_are_byte_exact(serve):
         assert (got, how) == (16 << 20, "eof"), f"connection {i}"
         assert hout == hin, f"connection {i}: echo differs"
     assert took <= 60 * SLOW, f"50 x 16 MiB took {took:.1f} s"
+
+
+def test_slow_reader_holds_the_sender_back(serve):
+    """S06: a client with a 4 KiB receive buffer sends 64 MiB from one
+    thread while it reads 1 KiB every 10 ms for 2 s. TCP holds the sender
+    back, not the server: the server's processes grow by under 8 MiB and
+    spend under 20% of a core while the reader is slow. Then the client
+    reads the rest at full speed: the echo is byte-exact."""
+    srv = start(serve, "echo", "tcp://127.0.0.1:0")
+    data = random.Random(SEED + 6).randbytes(64 << 20)
+    rss0 = sum(rss_kib(p) for p in tree_of(srv.pid))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30 * SLOW)
+    s.connect(srv.addr())
+    sender = pump(s, data)
+    h, got, most = hashlib.sha256(), 0, 0
+    try:
+        t0 = time.monotonic()
+        cpu0 = None
+        while time.monotonic() - t0 < 2.0:
+            b = s.recv(1024)
+            assert b, f"end of file after {got} bytes"
+            h.update(b)
+            got += len(b)
+            if cpu0 is None and time.monotonic() - t0 >= 0.5:
+                t1, cpu0 = time.monotonic(), run_seconds(tree_of(srv.pid))
+            most = max(most, sum(rss_kib(p) for p in tree_of(srv.pid)))
+            time.sleep(0.01)
+        cpu = run_seconds(tree_of(srv.pid)) - cpu0
+        share = cpu / (time.monotonic() - t1)
+        while got < len(data):
+            b = s.recv(1 << 20)
+            assert b, f"end of file after {got} bytes"
+            h.update(b)
+            got += len(b)
+        assert s.recv(1) == b"", "more than was sent came back"
+        sender.join(timeout=10 * SLOW)
+    finally:
+        s.close()
+    assert h.digest() == hashlib.sha256(data).digest(), "echo differs"
+    assert most - rss0 < 8 * 1024, \
+        f"server grew by {most - rss0} KiB while the reader was slow"
+    # Under a sanitizer every call costs more; the bound is on waiting.
+    assert share < 0.2 * SLOW, f"server used {share:.0%} of a core"
 
 
 # S03: the five fixed sizes and 995 random ones, 1,000 in all.
