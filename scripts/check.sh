@@ -22,7 +22,33 @@ stage() {
 
 stage unit ctest --test-dir "$build" --output-on-failure -j 2 -L unit
 stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
-	-q -p no:cacheprovider tests/e2e
+	-q -p no:cacheprovider --ignore tests/e2e/test_soak.py tests/e2e
+
+# The soak (S21) of each model, both at once, one pytest each: each is a
+# steady load well under what two CPUs do, so together they take the
+# wall time of one.
+soak_one() {
+	env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider "tests/e2e/test_soak.py::test_soak[$1]" \
+		>"$2/$1" 2>&1
+}
+soak() {
+	logs=$(mktemp -d) || return 1
+	soak_one fork "$logs" &
+	fork_pid=$!
+	soak_one epoll "$logs" &
+	epoll_pid=$!
+	rc=0
+	wait "$fork_pid" || rc=1
+	wait "$epoll_pid" || rc=1
+	for model in fork epoll; do
+		printf -- '-- soak, %s model\n' "$model"
+		cat "$logs/$model"
+	done
+	rm -rf "$logs"
+	return $rc
+}
+stage soak soak
 # The concurrent server's suite once more per model (fork ran above).
 for model in prefork thread epoll uring; do
 	stage "e2e-$model" env DUPLEX="$top/$build/duplex" DUPLEX_MODEL=$model \

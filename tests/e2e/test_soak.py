@@ -3,8 +3,9 @@
 service, under a steady mixed load for DUPLEX_SOAK_SECONDS, once with the
 fork model (where every connection is a child to reap) and once with the
 default, epoll (where connections are state and pooled buffers): 150 s
-each, the scenario's 5 minutes of CI between them; 3600 is its manual
-size. The load: 200 short TCP connections
+each, the scenario's 5 minutes of CI between them (scripts/check.sh runs
+the two at once, each in a pytest of its own: together they keep the two
+CPUs about 10% busy); 3600 is its manual size. The load: 200 short TCP connections
 a second across the services, 20 long echo streams, 1,000 UDP echo
 datagrams a second and 5 exec'd connections a second. Every 10 s it
 samples the server: no zombie may outlive a sample by 100 ms, the thread
