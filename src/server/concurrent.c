@@ -411,24 +411,30 @@ accept_one(struct dx_server *srv, struct dx_listener *l, struct dx_addr *peer)
 
 /*
  * Out of descriptors: frees the reserve to accept and close one client.
- * When that fails too (the system's table is full, or another thread
- * took the descriptor), accepting pauses for a moment: the listener stays
- * readable, and watching it would spin.
+ * When that accept fails too (the system's table is full and another
+ * process took the entry the reserve gave back), it is tried once more;
+ * then accepting pauses for a moment: the listener stays readable, and
+ * watching it would spin.
  */
 static void
 shed(struct dx_server *srv, struct dx_listener *l)
 {
-	int fd;
+	int fd = -EMFILE;
 
 	refuse(srv, DX_REFUSE_FDS, NULL);
 	if (srv->accept_lock != NULL)
 		pthread_rwlock_wrlock(srv->accept_lock);
-	if (srv->reserve_fd >= 0)
-		close(srv->reserve_fd);
-	fd = dx_accept(l->fd, NULL);
-	if (fd >= 0)
-		dx_close(fd);
-	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (int tries = 0; tries < 2 && (fd == -EMFILE || fd == -ENFILE);
+	     tries++) {
+		if (srv->reserve_fd >= 0)
+			close(srv->reserve_fd);
+		fd = dx_accept(l->fd, NULL);
+		if (fd >= 0)
+			dx_close(fd);
+		srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (srv->reserve_fd < 0)
+			break;
+	}
 	if (srv->accept_lock != NULL)
 		pthread_rwlock_unlock(srv->accept_lock);
 	if (srv->reserve_fd < 0 || (fd < 0 && fd != -EAGAIN)) {
