@@ -44,6 +44,9 @@ static const char usage[] =
         "                            reactor threads (default: one per CPU)\n"
         "  --max-conns N             at most N connections; then stop\n"
         "                            accepting until one ends\n"
+        "  --when-full queue|refuse  at --max-conns, let clients wait in the\n"
+        "                            backlog (queue, the default) or accept\n"
+        "                            and close them at once (refuse)\n"
         "  --per-source N            at most N connections per IPv4 address\n"
         "                            or IPv6 /64; more are refused\n"
         "  --rate N/s                accept at most N new connections a "
@@ -169,6 +172,7 @@ static const struct option long_opts[] = {
         {"trace", no_argument, NULL, 't'},
         {"model", required_argument, NULL, 'M'},
         {"max-conns", required_argument, NULL, 'c'},
+        {"when-full", required_argument, NULL, 'f'},
         {"per-source", required_argument, NULL, 'p'},
         {"rate", required_argument, NULL, 'r'},
         {"idle", required_argument, NULL, 'I'},
@@ -236,6 +240,15 @@ apply_stream_option(int c, struct dx_server *srv, struct serve_opts *o)
 	case 'R':
 		srv->rules_file = optarg;
 		return 0;
+	case 'f':
+		if (strcmp(optarg, "queue") == 0 ||
+		    strcmp(optarg, "refuse") == 0) {
+			srv->refuse_full = optarg[0] == 'r';
+			return 0;
+		}
+		cli_error("bad value '%s' for --when-full (queue or refuse)",
+		          optarg);
+		return -1;
 	case 'u':
 		o->user = optarg;
 		return 0;
@@ -356,7 +369,7 @@ apply_option(int c, struct dx_server *srv, struct serve_opts *o)
 	char why[256];
 	long long ms, us;
 
-	if (strchr("McprILWlDAdRugmkn", c) != NULL && c != 0)
+	if (strchr("McfprILWlDAdRugmkn", c) != NULL && c != 0)
 		return apply_stream_option(c, srv, o);
 	switch (c) {
 	case 'G':

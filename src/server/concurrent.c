@@ -77,6 +77,7 @@ static const char *const refuse_names[DX_REFUSE_COUNT] = {
         [DX_REFUSE_PER_SOURCE] = "per-source-limit",
         [DX_REFUSE_FDS] = "out-of-descriptors",
         [DX_REFUSE_FORK] = "cannot-start",
+        [DX_REFUSE_FULL] = "max-conns-refused",
         [DX_DEFER_MAX_CONNS] = "max-conns-deferred",
         [DX_DEFER_RATE] = "rate-deferred",
         [DX_DEFER_MEMORY] = "memory-deferred",
@@ -303,13 +304,8 @@ release_place(struct dx_server *srv)
 		dx__sources_remove(srv->ledger, reserved_key);
 }
 
-/* --max-conns reached: accepting pauses until a connection ends. */
-static void
-defer_full(struct dx_server *srv)
-{
-	refuse(srv, DX_DEFER_MAX_CONNS, NULL);
-	set_paused(srv, 1);
-}
+/* --max-conns reached (defined with shed(), which it may call). */
+static void defer_full(struct dx_server *srv, struct dx_listener *l);
 
 /*
  * Reactors sharing a listener: EPOLLEXCLUSIVE wakes the reactor that
@@ -358,7 +354,7 @@ may_accept(struct dx_server *srv, struct dx_listener *l)
 	if (srv->stop)
 		return 0;
 	if (srv->max_conns && srv->src->total >= srv->max_conns) {
-		defer_full(srv);
+		defer_full(srv, l);
 		return 0;
 	}
 	if (!take_rate_token(srv, l, now)) {
@@ -440,6 +436,40 @@ shed(struct dx_server *srv, struct dx_listener *l)
 	if (srv->reserve_fd < 0 || (fd < 0 && fd != -EAGAIN)) {
 		srv->resume_ms = dx_now_ms() + SHED_RETRY_MS;
 		set_paused(srv, 1);
+	}
+}
+
+/*
+ * --max-conns reached: accepting pauses until a connection ends, and the
+ * clients wait in the backlog (as tcpserver's -c); or, with --when-full
+ * refuse, those waiting on L now are accepted and closed at once (as
+ * ncat's --max-conns), at most a burst of them a turn, and the listener
+ * stays watched: each turn empties its queue, so it cannot spin.
+ */
+static void
+defer_full(struct dx_server *srv, struct dx_listener *l)
+{
+	struct dx_addr peer;
+	int fd;
+
+	if (!srv->refuse_full) {
+		refuse(srv, DX_DEFER_MAX_CONNS, NULL);
+		set_paused(srv, 1);
+		return;
+	}
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		fd = accept_one(srv, l, &peer);
+		if (fd == -EMFILE || fd == -ENFILE) {
+			shed(srv, l);
+			return;
+		}
+		if (fd == -EAGAIN || fd == -ENOBUFS || fd == -ENOMEM ||
+		    fd == -EINVAL)
+			return;
+		if (fd >= 0) {
+			refuse(srv, DX_REFUSE_FULL, &peer);
+			dx_close(fd);
+		}
 	}
 }
 
@@ -530,7 +560,7 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 		int reserved = reserve_place(srv);
 		if (reserved < 0) {
 			give_back_token(srv, l);
-			defer_full(srv);
+			defer_full(srv, l);
 			return;
 		}
 		fd = accept_one(srv, l, &peer);

@@ -105,6 +105,7 @@ enum dx_refuse {
 	DX_REFUSE_PER_SOURCE, /* --per-source */
 	DX_REFUSE_FDS,        /* out of descriptors: shed */
 	DX_REFUSE_FORK,       /* the model could not start a unit */
+	DX_REFUSE_FULL,       /* --max-conns reached, --when-full refuse */
 	DX_DEFER_MAX_CONNS,   /* --max-conns reached: accepting paused */
 	DX_DEFER_RATE,        /* --rate bucket empty: accepting paused */
 	DX_DEFER_MEMORY,      /* no memory for a socket: accepting paused */
@@ -210,6 +211,7 @@ struct dx_server {
 	struct dx_rules rules_cli;
 	struct dx_conn_limits limits;
 	size_t max_conns;      /* 0: no limit */
+	int refuse_full;       /* at max_conns: accept and close, not wait */
 	uint32_t per_source;   /* 0: no limit */
 	double rate;           /* new connections per second; 0: none */
 	int64_t resume_ms;     /* out of descriptors or memory: try again */

@@ -354,6 +354,73 @@ def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
     wait_no_children(srv, 10)
 
 
+def test_max_conns_refuse_closes_the_rest_at_once(serve, tmp_path):
+    """S11's refuse mode: --max-conns 50 --when-full refuse and 500
+    clients at once of an exec program that sleeps 2 s, then answers:
+    never more than 50 serving processes (sampled every 20 ms); the 50
+    that got in are served, every other client is closed within 100 ms
+    of its connect with nothing sent, and each is counted; no zombie a
+    second after the last exit."""
+    prog = script(tmp_path, "slow.sh", "sleep 2\necho served\n")
+    srv = start(serve, f"exec:{prog}", "tcp://127.0.0.1:0",
+                "--max-conns", "50", "--when-full", "refuse", "--drain",
+                "1s")
+    parents = workers(srv) if MODEL == "prefork" else [srv.pid]
+    listeners = {int(i) for i in socket_inodes(srv.pid)}
+    most, stop = [0], threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            most[0] = max(most[0], serving_now(parents, listeners)[0])
+            stop.wait(0.02)
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    socks, started, done = [], [], {}
+    try:
+        with selectors.DefaultSelector() as sel:
+            for i in range(500):
+                s = connect(srv.addr())
+                started.append(time.monotonic())
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ, [i, b""])
+                socks.append(s)
+            deadline = time.monotonic() + 10 * SLOW
+            while len(done) < len(socks) and time.monotonic() < deadline:
+                for key, _ in sel.select(0.05):
+                    i = key.data[0]
+                    try:
+                        chunk = key.fileobj.recv(100)
+                    except ConnectionResetError:
+                        chunk = None
+                    if chunk:
+                        key.data[1] += chunk
+                        continue
+                    done[i] = (key.data[1], time.monotonic() - started[i])
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+    finally:
+        stop.set()
+        t.join(5)
+        for s in socks:
+            s.close()
+    assert len(done) == 500, f"{500 - len(done)} clients never ended"
+    served = [i for i, (got, _) in done.items() if got == b"served\n"]
+    refused = {i: took for i, (got, took) in done.items() if got == b""}
+    assert len(served) + len(refused) == 500, done
+    assert 40 <= len(served) <= 50, f"{len(served)} served"
+    slow = {i: round(took, 3) for i, took in refused.items()
+            if took > 0.1 * SLOW}
+    assert not slow, f"{len(slow)} refused after over 100 ms: " \
+        f"{dict(list(slow.items())[:5])}"
+    assert most[0] <= 50, f"{most[0]} serving processes with --max-conns 50"
+    wait_no_children(srv, 10 * SLOW)
+    srv.usr1()
+    counted = stream_counters(srv)
+    assert counted["max-conns-refused"] == len(refused), counted
+    assert counted["max-conns-deferred"] == 0, counted
+
+
 def refused_at_once(srv, sock, children, who):
     """SOCK, a connection over --per-source, gets nothing and is closed
     within 100 ms, no child is started for it (the server keeps CHILDREN),
@@ -565,8 +632,8 @@ def test_unix_rules_by_peer_credentials(serve, sockdir, rule):
 _STREAM_COUNTERS_RE = re.compile(
     r"counters: connections: accepted=(\d+)((?: [a-z-]+=\d+)*)\s*$")
 REFUSE_NAMES = ("denied", "per-source-limit", "out-of-descriptors",
-                "cannot-start", "max-conns-deferred", "rate-deferred",
-                "memory-deferred")
+                "cannot-start", "max-conns-refused", "max-conns-deferred",
+                "rate-deferred", "memory-deferred")
 
 
 def stream_counters(srv, which=-1):
