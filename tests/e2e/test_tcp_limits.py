@@ -285,6 +285,43 @@ def serving_now(parents, listeners):
     return len(k1 & k2), len(s1 & s2)
 
 
+class Ends:
+    """Reads connections until each ends, closing each as it ends (a child
+    may linger until our end of file). ends[i] is (bytes received, "eof"
+    or "reset", monotonic time it was seen to end)."""
+
+    def __init__(self):
+        self.sel = selectors.DefaultSelector()
+        self.got, self.ends = {}, {}
+
+    def add(self, i, s):
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ, i)
+        self.got[i] = b""
+
+    def sweep(self, timeout):
+        """Reads what is there, waiting up to TIMEOUT s for it."""
+        for key, _ in self.sel.select(timeout):
+            i = key.data
+            try:
+                chunk = key.fileobj.recv(100)
+            except ConnectionResetError:
+                chunk = None
+            if chunk:
+                self.got[i] += chunk
+                continue
+            self.ends[i] = (self.got[i], "eof" if chunk == b"" else "reset",
+                            time.monotonic())
+            self.sel.unregister(key.fileobj)
+            key.fileobj.close()
+
+    def wait(self, deadline):
+        while len(self.ends) < len(self.got) and time.monotonic() < deadline:
+            self.sweep(0.02)
+        self.sel.close()
+        return self.ends
+
+
 def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
     """S11: --max-conns 50 and 500 clients at once of an exec program that
     sleeps, then answers: sampled every 20 ms, never more than 50
@@ -313,27 +350,12 @@ def test_max_conns_caps_children_and_serves_everyone(serve, tmp_path):
     socks, done, nclients = [], {}, 500
     t0 = time.monotonic()
     try:
-        for _ in range(nclients):
+        ends = Ends()
+        for i in range(nclients):
             socks.append(connect(srv.addr()))
-        with selectors.DefaultSelector() as sel:
-            for i, s in enumerate(socks):
-                s.setblocking(False)
-                sel.register(s, selectors.EVENT_READ, [i, b""])
-            deadline = time.monotonic() + 25 * SLOW
-            while len(done) < len(socks) and time.monotonic() < deadline:
-                for key, _ in sel.select(0.5):
-                    try:
-                        chunk = key.fileobj.recv(100)
-                    except ConnectionResetError:
-                        chunk = None
-                    if chunk:
-                        key.data[1] += chunk
-                        continue
-                    done[key.data[0]] = (key.data[1],
-                                         "eof" if chunk == b"" else "reset")
-                    # Close at once: the child lingers until our EOF.
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()
+            ends.add(i, socks[-1])
+        ends = ends.wait(time.monotonic() + 25 * SLOW)
+        done.update((i, (got, how)) for i, (got, how, _) in ends.items())
     finally:
         stop.set()
         t.join(5)
@@ -378,27 +400,15 @@ def test_max_conns_refuse_closes_the_rest_at_once(serve, tmp_path):
     t.start()
     socks, started, done = [], [], {}
     try:
-        with selectors.DefaultSelector() as sel:
-            for i in range(500):
-                s = connect(srv.addr())
-                started.append(time.monotonic())
-                s.setblocking(False)
-                sel.register(s, selectors.EVENT_READ, [i, b""])
-                socks.append(s)
-            deadline = time.monotonic() + 10 * SLOW
-            while len(done) < len(socks) and time.monotonic() < deadline:
-                for key, _ in sel.select(0.05):
-                    i = key.data[0]
-                    try:
-                        chunk = key.fileobj.recv(100)
-                    except ConnectionResetError:
-                        chunk = None
-                    if chunk:
-                        key.data[1] += chunk
-                        continue
-                    done[i] = (key.data[1], time.monotonic() - started[i])
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()
+        ends = Ends()
+        for i in range(500):  # each refusal is seen as it comes
+            socks.append(connect(srv.addr()))
+            started.append(time.monotonic())
+            ends.add(i, socks[-1])
+            ends.sweep(0)
+        ends = ends.wait(time.monotonic() + 10 * SLOW)
+        done.update((i, (got, at - started[i]))
+                    for i, (got, _, at) in ends.items())
     finally:
         stop.set()
         t.join(5)
