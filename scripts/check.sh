@@ -38,6 +38,9 @@ soak() {
 	fork_pid=$!
 	soak_one epoll "$logs" &
 	epoll_pid=$!
+	# Background jobs of a script ignore SIGINT: an interrupted check
+	# ends them itself.
+	trap 'kill "$fork_pid" "$epoll_pid" 2>/dev/null; rm -rf "$logs"; exit 130' INT TERM
 	rc=0
 	wait "$fork_pid" || rc=1
 	wait "$epoll_pid" || rc=1
@@ -45,6 +48,7 @@ soak() {
 		printf -- '-- soak, %s model\n' "$model"
 		cat "$logs/$model"
 	done
+	trap - INT TERM
 	rm -rf "$logs"
 	return $rc
 }

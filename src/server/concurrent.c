@@ -277,7 +277,10 @@ reserve_place(struct dx_server *srv)
 	struct dx_sources *s = srv->src;
 	int rc = 1;
 
-	if (!srv->max_conns || s->lock == NULL)
+	/* Refusing at the limit, the admission checks it instead: a place
+	 * reserved for an accept that finds the queue empty would, for that
+	 * moment, make another loop close a client it had room for. */
+	if (!srv->max_conns || s->lock == NULL || srv->refuse_full)
 		return 0;
 	dx__sources_lock(s);
 	if (s->total >= srv->max_conns ||
@@ -407,10 +410,12 @@ accept_one(struct dx_server *srv, struct dx_listener *l, struct dx_addr *peer)
 
 /*
  * Out of descriptors: frees the reserve to accept and close one client.
- * When that accept fails too (the system's table is full and another
- * process took the entry the reserve gave back), it is tried once more;
- * then accepting pauses for a moment: the listener stays readable, and
- * watching it would spin.
+ * When that accept fails too but the reserve opens again (the shortage
+ * was brief: the system's table has room again), it is tried once more.
+ * Otherwise (the table is still full: another process took the entry the
+ * reserve gave back, and the reserve cannot be had either) accepting
+ * pauses for a moment: the listener stays readable, and watching it
+ * would spin. A reserve lost so is opened again at the next shed.
  */
 static void
 shed(struct dx_server *srv, struct dx_listener *l)
@@ -440,11 +445,27 @@ shed(struct dx_server *srv, struct dx_listener *l)
 }
 
 /*
+ * No memory for a new socket (ENOBUFS, ENOMEM): the kernel fails accept()
+ * before it takes the client off the queue, and closing a client would
+ * free no memory, so none is shed: accepting pauses for a moment (the
+ * listener stays readable, and watching it would spin), and the client
+ * waits in the backlog.
+ */
+static void
+defer_short_of_memory(struct dx_server *srv)
+{
+	refuse(srv, DX_DEFER_MEMORY, NULL);
+	srv->resume_ms = dx_now_ms() + SHED_RETRY_MS;
+	set_paused(srv, 1);
+}
+
+/*
  * --max-conns reached: accepting pauses until a connection ends, and the
  * clients wait in the backlog (as tcpserver's -c); or, with --when-full
  * refuse, those waiting on L now are accepted and closed at once (as
  * ncat's --max-conns), at most a burst of them a turn, and the listener
- * stays watched: each turn empties its queue, so it cannot spin.
+ * stays watched: each turn empties its queue, so it cannot spin. An
+ * accept that fails pauses as the accept loop's would.
  */
 static void
 defer_full(struct dx_server *srv, struct dx_listener *l)
@@ -459,33 +480,26 @@ defer_full(struct dx_server *srv, struct dx_listener *l)
 	}
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		fd = accept_one(srv, l, &peer);
+		if (fd == -EAGAIN)
+			return;
 		if (fd == -EMFILE || fd == -ENFILE) {
 			shed(srv, l);
 			return;
 		}
-		if (fd == -EAGAIN || fd == -ENOBUFS || fd == -ENOMEM ||
-		    fd == -EINVAL)
+		if (fd == -ENOBUFS || fd == -ENOMEM) {
+			defer_short_of_memory(srv);
 			return;
+		}
+		if (fd == -EINVAL) { /* no longer listening: see the loop */
+			set_paused(srv, 1);
+			return;
+		}
 		if (fd >= 0) {
+			dx_addr_unmap(&peer);
 			refuse(srv, DX_REFUSE_FULL, &peer);
 			dx_close(fd);
 		}
 	}
-}
-
-/*
- * No memory for a new socket (ENOBUFS, ENOMEM): the kernel fails accept()
- * before it takes the client off the queue, and closing a client would
- * free no memory, so none is shed: accepting pauses for a moment (the
- * listener stays readable, and watching it would spin), and the client
- * waits in the backlog.
- */
-static void
-defer_short_of_memory(struct dx_server *srv)
-{
-	refuse(srv, DX_DEFER_MEMORY, NULL);
-	srv->resume_ms = dx_now_ms() + SHED_RETRY_MS;
-	set_paused(srv, 1);
 }
 
 /*
@@ -523,8 +537,9 @@ admit(struct dx_server *srv, int fd, const struct dx_addr *peer,
 	case DX_ADMIT_PER_SOURCE:
 		refuse(srv, DX_REFUSE_PER_SOURCE, peer);
 		return 0;
-	case DX_ADMIT_MAX: /* only with no place reserved: cannot happen */
-		refuse(srv, DX_DEFER_MAX_CONNS, peer);
+	case DX_ADMIT_MAX: /* loops that accepted together, under refuse;
+	                    * or one uring's ring accepted past the limit */
+		refuse(srv, DX_REFUSE_FULL, peer);
 		return 0;
 	}
 	if (srv->ledger != NULL)
@@ -613,7 +628,8 @@ static void
 maybe_resume(struct dx_server *srv)
 {
 	if (srv->accept_paused && !srv->stop && srv->resume_ms == 0 &&
-	    (!srv->max_conns || srv->src->total < srv->max_conns) &&
+	    (!srv->max_conns || srv->refuse_full ||
+	     srv->src->total < srv->max_conns) &&
 	    !over_share(srv))
 		set_paused(srv, 0);
 }

@@ -300,7 +300,8 @@ void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
  * be closed by now) ended and why (END), with the bytes it received and
  * sent and how long it lasted; an exec connection's bytes are its
  * program's and are not seen. Every model logs its connections' ends
- * through this one line.
+ * through this one line, but for an exec connection under fork or
+ * thread: its end is the child's or the thread's, logged as such.
  */
 void dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
                         int fd, int end);
