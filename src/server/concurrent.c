@@ -460,6 +460,33 @@ defer_short_of_memory(struct dx_server *srv)
 }
 
 /*
+ * An accept() on L that failed with FD, other than -EAGAIN: out of
+ * descriptors, it sheds; short of memory, it pauses; no longer listening
+ * (shut down as the server stops, by another reactor or the prefork
+ * master, before this one saw the signal), it stops watching, which
+ * would only spin. Returns 1 then, when accepting is over for this turn;
+ * 0 for the routine errors (ECONNABORTED, EPROTO, EPERM, network
+ * errors), after which the next client may be accepted.
+ */
+static int
+accept_failed(struct dx_server *srv, struct dx_listener *l, int fd)
+{
+	if (fd == -EMFILE || fd == -ENFILE) {
+		shed(srv, l);
+		return 1;
+	}
+	if (fd == -ENOBUFS || fd == -ENOMEM) {
+		defer_short_of_memory(srv);
+		return 1;
+	}
+	if (fd == -EINVAL) {
+		set_paused(srv, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * --max-conns reached: accepting pauses until a connection ends, and the
  * clients wait in the backlog (as tcpserver's -c); or, with --when-full
  * refuse, those waiting on L now are accepted and closed at once (as
@@ -480,20 +507,8 @@ defer_full(struct dx_server *srv, struct dx_listener *l)
 	}
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		fd = accept_one(srv, l, &peer);
-		if (fd == -EAGAIN)
+		if (fd == -EAGAIN || (fd < 0 && accept_failed(srv, l, fd)))
 			return;
-		if (fd == -EMFILE || fd == -ENFILE) {
-			shed(srv, l);
-			return;
-		}
-		if (fd == -ENOBUFS || fd == -ENOMEM) {
-			defer_short_of_memory(srv);
-			return;
-		}
-		if (fd == -EINVAL) { /* no longer listening: see the loop */
-			set_paused(srv, 1);
-			return;
-		}
 		if (fd >= 0) {
 			dx_addr_unmap(&peer);
 			refuse(srv, DX_REFUSE_FULL, &peer);
@@ -589,23 +604,11 @@ dx__stream_accept(struct dx_server *srv, struct dx_listener *l)
 				pause_listeners(srv, 1, 1);
 			return;
 		}
-		if (fd == -EMFILE || fd == -ENFILE) {
-			shed(srv, l);
-			return;
-		}
-		if (fd == -ENOBUFS || fd == -ENOMEM) {
-			defer_short_of_memory(srv);
-			return;
-		}
-		/* No longer listening: shut down as the server stops (by
-		 * another reactor or the prefork master, before this one saw
-		 * the signal). Watching it would only spin. */
-		if (fd == -EINVAL) {
-			set_paused(srv, 1);
-			return;
-		}
-		if (fd < 0) /* ECONNABORTED, EPROTO, EPERM, network errors */
+		if (fd < 0) {
+			if (accept_failed(srv, l, fd))
+				return;
 			continue;
+		}
 		if (srv->rate > 0 && reset_already(fd)) {
 			dx_close(fd);
 			give_back_token(srv, l);
