@@ -9,9 +9,12 @@ servers, writes the rows and targets it should. These tests check
 behaviour, never speed. Traffic goes only to 127.0.0.1 and to unix
 sockets in a temporary directory; every server is stopped at teardown by
 its pid and every wait is bounded."""
+import importlib.machinery
+import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import socketserver
@@ -543,12 +546,13 @@ def test_bench_run_tcp_cases(duplex, tmp_path):
     heads = {
         "pingpong": ["server", "ops/s", "vs floor", "vs xinetd", "vs socat",
                      "p50 µs", "p99 µs", "server CPU µs/op",
-                     "process CPU µs/op"],
+                     "process CPU µs/op", "CPU 0/1 busy"],
         "connrate": ["server", "conn/s", "vs floor", "vs fork", "vs xinetd",
                      "vs socat", "p50 µs", "p99 µs", "server CPU µs/conn",
-                     "CPU vs libevent", "process CPU µs/conn"],
+                     "CPU vs libevent", "process CPU µs/conn",
+                     "CPU 0/1 busy"],
         "bulk": ["server", "MiB/s", "vs floor", "vs socat",
-                 "server CPU µs/MiB", "process CPU µs/MiB"],
+                 "server CPU µs/MiB", "process CPU µs/MiB", "CPU 0/1 busy"],
         "idle": ["server", "held", "processes (threads)", "PSS before MiB",
                  "PSS held MiB", "PSS B/conn", "vs floor",
                  "page tables B/conn"]}
@@ -567,6 +571,11 @@ def test_bench_run_tcp_cases(duplex, tmp_path):
             assert number(r[1]) > 0 and r[2].endswith("x"), r
             cpu = [c for h, c in zip(head, r) if h.startswith("server CPU")]
             assert number(cpu[0]) > 0, r
+            busy = re.fullmatch(r"(\d+)/(\d+)%( ²)?", r[-1])
+            assert busy, r
+            load, srv = int(busy[1]), int(busy[2])
+            assert 0 < load <= 105 and 0 < srv <= 105, r
+            assert bool(busy[3]) == (load >= 95 and srv <= 90), r
         if kind != "idle":
             assert body[0][2] == "1.00x", body[0]
         if kind == "connrate" and have_libevent():
@@ -583,3 +592,46 @@ def test_bench_run_tcp_cases(duplex, tmp_path):
                    in t for t in targets), targets
     assert svg.count("font-weight=\"bold\"") == 4  # a panel per case
     assert "PSS bytes per held connection" in svg
+
+
+def bench_module():
+    """bench/run, loaded as a module (it runs nothing on import)."""
+    loader = importlib.machinery.SourceFileLoader(
+        "bench_run", str(ROOT / "bench" / "run"))
+    spec = importlib.util.spec_from_loader("bench_run", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def test_load_bound_rows_are_marked_and_compared_by_cpu():
+    """A rate target whose subject row was load-bound (CPU 0 >= 95% busy,
+    CPU 1 <= 90%) prints the ratio of server CPU per operation beside the
+    rate ratio, each with its verdict; a row the server bounded does not,
+    and the table marks only the load-bound rows."""
+    b = bench_module()
+    case = next(c for c in b.CASES if c.key == "connrate-8")
+    servers = [s for s in b.SERVERS if s.ref in ("floor", "fork", "prefork")
+               and "connrate" in s.patterns]
+    assert [s.ref for s in servers] == ["floor", "fork", "prefork"]
+
+    def row(figure, busy_per, load, srv):
+        return {"figure": figure, "units": figure * 10, "busy_per": busy_per,
+                "tree_per": busy_per, "p50": 1.0, "p99": 2.0,
+                "load_busy": load, "server_busy": srv, "other": 0.0}
+
+    results = {(case.key, servers[0].name): row(20000, 30.0, 1.0, 0.6),
+               (case.key, servers[1].name): row(4500, 210.0, 0.5, 0.99),
+               (case.key, servers[2].name): row(20000, 30.0, 0.99, 0.61)}
+    text = "\n".join(b.table(case, servers, results))
+    line = next(t for t in text.splitlines() if "`prefork` at least 5x" in t)
+    assert "prefork 4.44x fork's (missed by 11%) [load-bound: CPU 0 99% " \
+        "busy, CPU 1 61%; by server CPU per conn, prefork 7.00x fork's " \
+        "(met)]" in line, line
+    assert "99/61% ²" in text and "50/99% |" in text, text
+    assert "² The load was the bound" in text
+    # The same prefork row with the server's CPU saturated: no bracket.
+    results[(case.key, servers[2].name)] = row(20000, 30.0, 0.99, 0.97)
+    text = "\n".join(b.table(case, servers, results))
+    line = next(t for t in text.splitlines() if "`prefork` at least 5x" in t)
+    assert "load-bound" not in line and "99/97% |" in text, line
