@@ -635,3 +635,18 @@ def test_load_bound_rows_are_marked_and_compared_by_cpu():
     text = "\n".join(b.table(case, servers, results))
     line = next(t for t in text.splitlines() if "`prefork` at least 5x" in t)
     assert "load-bound" not in line and "99/97% |" in text, line
+
+
+def test_rounds_rotate_the_order_of_servers():
+    """Each round runs every server of a case once; over three rounds no
+    server keeps its place, and the first of each round differs."""
+    b = bench_module()
+    case = next(c for c in b.CASES if c.key == "pingpong-50")
+    todo = [s for s in b.SERVERS if "pingpong" in s.patterns]
+    orders = [b.round_order(case, b.SERVERS, rnd, 3) for rnd in range(3)]
+    for order in orders:
+        assert sorted(s.name for s in order) == sorted(s.name for s in todo)
+    assert orders[0] == todo
+    assert len({order[0].name for order in orders}) == 3
+    for s in todo:
+        assert len({order.index(s) for order in orders}) == 3, s.name
