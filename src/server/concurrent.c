@@ -646,25 +646,40 @@ dx__stream_released(struct dx_server *srv, const uint8_t key[16])
 	maybe_resume(srv);
 }
 
+/* The listener whose connection C is: C's conf is the listener's. */
+static const struct dx_listener *
+conn_listener(const struct dx_conn *c)
+{
+	size_t off = offsetof(struct dx_listener, conf);
+
+	return (const void *)((const char *)c->conf - off);
+}
+
 void
-dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c, int fd,
+dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
                    int end)
 {
-	const char *why = dx__conn_end_name((enum dx_conn_end)end);
+	const struct dx_listener *l = conn_listener(c);
+	char at[DX_ADDRSTRLEN], from[DX_ADDRSTRLEN] = "a unix peer";
+	char bytes[64] = "";
+	struct dx_addr peer;
 	long long ms;
 
 	if (srv->verbosity < DX_LOG_DEBUG)
 		return; /* not even the clock read */
 	ms = (long long)(dx_now_ms() - c->started_ms);
-	if (c->conf->svc->flags & DX_SVC_EXEC)
-		dx__log(srv, DX_LOG_DEBUG, "connection %d ended: %s; %lld ms",
-		        fd, why, ms);
-	else
-		dx__log(srv, DX_LOG_DEBUG,
-		        "connection %d ended: %s; in %llu B, out %llu B; "
-		        "%lld ms",
-		        fd, why, (unsigned long long)c->bytes_in,
-		        (unsigned long long)c->bytes_out, ms);
+	dx_addr_format(&l->bound, at, sizeof(at));
+	dx__conn_peer(c, &peer);
+	if (peer.u.sa.sa_family != AF_UNIX)
+		dx_addr_format(&peer, from, sizeof(from));
+	if (!(c->conf->svc->flags & DX_SVC_EXEC)) /* exec: the program's */
+		snprintf(bytes, sizeof(bytes), " in %llu B, out %llu B;",
+		         (unsigned long long)c->bytes_in,
+		         (unsigned long long)c->bytes_out);
+	dx__log(srv, DX_LOG_DEBUG,
+	        "%s on %s://%s: connection from %s ended: %s;%s %lld ms",
+	        l->name, dx_scheme_name(l->ep.scheme), at, from,
+	        dx__conn_end_name((enum dx_conn_end)end), bytes, ms);
 }
 
 int64_t

@@ -131,8 +131,9 @@ dx_conn_write(struct dx_conn *c, const void *data, size_t len)
 }
 
 void
-dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
-              struct dx_bufpool *pool, int64_t now)
+dx__conn_init(struct dx_conn *c, int fd, const struct dx_addr *peer,
+              const struct dx_service_conf *conf, struct dx_bufpool *pool,
+              int64_t now)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
@@ -140,6 +141,35 @@ dx__conn_init(struct dx_conn *c, int fd, const struct dx_service_conf *conf,
 	c->conf = conf;
 	c->pool = pool;
 	c->started_ms = c->active_ms = c->wrote_ms = c->now_ms = now;
+	if (peer->u.sa.sa_family == AF_INET) {
+		memcpy(c->peer.addr, &peer->u.in.sin_addr, 4);
+		c->peer.port = peer->u.in.sin_port;
+		c->peer.family = AF_INET;
+	} else if (peer->u.sa.sa_family == AF_INET6) {
+		memcpy(c->peer.addr, &peer->u.in6.sin6_addr, 16);
+		c->peer.port = peer->u.in6.sin6_port;
+		c->peer.family = AF_INET6;
+	}
+}
+
+void
+dx__conn_peer(const struct dx_conn *c, struct dx_addr *peer)
+{
+	memset(peer, 0, sizeof(*peer));
+	if (c->peer.family == AF_INET) {
+		peer->u.in.sin_family = AF_INET;
+		memcpy(&peer->u.in.sin_addr, c->peer.addr, 4);
+		peer->u.in.sin_port = c->peer.port;
+		peer->len = sizeof(peer->u.in);
+	} else if (c->peer.family == AF_INET6) {
+		peer->u.in6.sin6_family = AF_INET6;
+		memcpy(&peer->u.in6.sin6_addr, c->peer.addr, 16);
+		peer->u.in6.sin6_port = c->peer.port;
+		peer->len = sizeof(peer->u.in6);
+	} else {
+		peer->u.un.sun_family = AF_UNIX;
+		peer->len = sizeof(sa_family_t);
+	}
 }
 
 int

@@ -59,10 +59,12 @@ uint8_t *dx__pool_get(struct dx_bufpool *pool);
 void dx__pool_put(struct dx_bufpool *pool, uint8_t *buf);
 void dx__pool_drain(struct dx_bufpool *pool);
 
-/* Readies C for the connected socket FD (non-blocking). */
-void dx__conn_init(struct dx_conn *c, int fd,
+/* Readies C for the connected socket FD (non-blocking), from PEER. */
+void dx__conn_init(struct dx_conn *c, int fd, const struct dx_addr *peer,
                    const struct dx_service_conf *conf, struct dx_bufpool *pool,
                    int64_t now);
+/* C's peer as a dx_addr, for dx_addr_format(). */
+void dx__conn_peer(const struct dx_conn *c, struct dx_addr *peer);
 /* Runs the service's open(). Returns DX_END_NONE or why it ended. */
 int dx__conn_open(struct dx_conn *c, int64_t now);
 /* The poll events C waits for (POLLIN, POLLOUT). */

@@ -32,10 +32,9 @@
 #define PIDFD_TAG (DX_MODEL_TAG << 1)
 
 struct slot {
-	struct dx_conn c;
-	uint8_t key[16];
-	uint32_t events; /* registered with epoll; 0 while exec runs */
-	int pidfd;       /* exec: the program's pidfd, else -1 */
+	struct dx_conn c; /* its peer gives the source key (admission's) */
+	uint32_t events;  /* registered with epoll; 0 while exec runs */
+	int pidfd;        /* exec: the program's pidfd, else -1 */
 	pid_t pid;
 	uint8_t used;
 };
@@ -105,7 +104,7 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 	struct epoll_state *st = srv->model_state;
 	uint8_t key[16];
 
-	dx__stream_log_end(srv, &s->c, s->c.fd, end);
+	dx__stream_log_end(srv, &s->c, end);
 	if (s->pidfd >= 0) {
 		kill(-s->pid, SIGKILL);
 		/* Waited for, not polled: SIGKILL ends it at once, and a
@@ -117,7 +116,7 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 		close(s->pidfd);
 	}
 	dx__conn_finish(&s->c);
-	memcpy(key, s->key, 16);
+	dx__conn_source_key(&s->c, key);
 	memset(s, 0, sizeof(*s));
 	st->active--;
 	dx__stream_released(srv, key);
@@ -130,10 +129,12 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 {
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct dx_env env;
+	uint8_t key[16];
 	int err;
 
+	dx__conn_source_key(&s->c, key);
 	err = dx__exec_env(&env, s->c.fd, peer,
-	                   dx__stream_source_count(srv, s->key));
+	                   dx__stream_source_count(srv, key));
 	if (err == 0)
 		err = dx__set_nonblock(s->c.fd, 0);
 	if (err == 0)
@@ -172,8 +173,7 @@ epoll_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		return;
 	}
 	s = &st->slot[fd];
-	dx__conn_init(&s->c, fd, &l->conf, &st->pool, srv->now_ms);
-	dx__source_key(peer, s->key);
+	dx__conn_init(&s->c, fd, peer, &l->conf, &st->pool, srv->now_ms);
 	s->pidfd = -1;
 	s->used = 1;
 	st->active++;

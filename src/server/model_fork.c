@@ -125,15 +125,15 @@ child_main(struct dx_server *srv, struct dx_listener *l, int fd,
 	signal(SIGINT, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	dx__conn_init(&c, fd, peer, &l->conf, &pool, dx_now_ms());
 	if (l->conf.svc->flags & DX_SVC_EXEC) {
 		end = dx__exec_stream(srv, l, fd, peer, connnum, &srv->limits,
 		                      0, NULL);
 	} else {
-		dx__conn_init(&c, fd, &l->conf, &pool, dx_now_ms());
 		c.flags |= DX_CONN_PROCESS; /* this process serves c alone */
 		end = dx__conn_run(&c, &srv->limits, scratch, sizeof(scratch));
-		dx__stream_log_end(srv, &c, fd, end);
 	}
+	dx__stream_log_end(srv, &c, end);
 	_exit(end);
 }
 
@@ -174,17 +174,16 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	l->served++;
 }
 
-/* Logs how a child ended, at debug level unless it failed. */
+/*
+ * Logs a child killed by a signal. A child that exits has logged its
+ * connection's end itself (at -v), with what only it knows: the bytes.
+ */
 static void
 log_exit(struct dx_server *srv, pid_t pid, int status)
 {
 	if (WIFSIGNALED(status))
 		dx__log(srv, DX_LOG_INFO, "child %d killed by signal %d",
 		        (int)pid, WTERMSIG(status));
-	else
-		dx__log(srv, DX_LOG_DEBUG, "child %d ended: %s", (int)pid,
-		        dx__conn_end_name(
-		                (enum dx_conn_end)WEXITSTATUS(status)));
 }
 
 static void

@@ -109,16 +109,15 @@ serve_thread(void *arg)
 	struct dx_conn c;
 	uint32_t report[2] = {t->index, 0};
 
-	if (t->l->conf.svc->flags & DX_SVC_EXEC) {
+	dx__conn_init(&c, t->fd, &t->peer, &t->l->conf, &pool, dx_now_ms());
+	if (t->l->conf.svc->flags & DX_SVC_EXEC)
 		report[1] = (uint32_t)dx__exec_stream(
 		        t->srv, t->l, t->fd, &t->peer, t->connnum,
 		        &t->srv->limits, 1, &t->pid);
-	} else {
-		dx__conn_init(&c, t->fd, &t->l->conf, &pool, dx_now_ms());
+	else
 		report[1] = (uint32_t)dx__conn_run(&c, &t->srv->limits, scratch,
 		                                   sizeof(scratch));
-		dx__stream_log_end(t->srv, &c, t->fd, (int)report[1]);
-	}
+	dx__stream_log_end(t->srv, &c, (int)report[1]);
 	dx__pool_drain(&pool);
 	atomic_store(&t->running, 0);
 	/* An 8-byte write to a pipe is atomic (under PIPE_BUF), so reports
@@ -189,12 +188,7 @@ thread_event(struct dx_server *srv, uint64_t tag, uint32_t events)
 	n = dx_read(st->done[0], report, sizeof(report));
 	for (ssize_t i = 0; i < n / (ssize_t)sizeof(report[0]); i++) {
 		struct tslot *t = &st->slot[report[i][0]];
-		/* A served connection's thread logged its end itself. */
-		if (t->l->conf.svc->flags & DX_SVC_EXEC)
-			dx__log(srv, DX_LOG_DEBUG, "thread for fd %d ended: %s",
-			        t->fd,
-			        dx__conn_end_name(
-			                (enum dx_conn_end)report[i][1]));
+		/* The thread logged its connection's end itself. */
 		t->used = 0;
 		st->active--;
 		dx__stream_released(srv, t->key);

@@ -140,8 +140,7 @@ enum op { OP_RECV = 1, OP_POLL, OP_SEND, OP_CANCEL, OP_ACCEPT };
 #define S_BULK   0x80u /* driven by polls and dx__conn_ready(): splices */
 
 struct slot {
-	struct dx_conn c;
-	uint8_t key[16];
+	struct dx_conn c; /* its peer gives the source key (admission's) */
 	uint32_t gen;
 	uint32_t sending; /* bytes of the send in flight; 0: none */
 	int32_t rx_end;   /* after the held input: 1 EOF, -errno, 0 none */
@@ -780,7 +779,7 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 	struct uring_state *st = srv->model_state;
 	uint8_t key[16];
 
-	dx__stream_log_end(srv, &s->c, s->c.fd, end);
+	dx__stream_log_end(srv, &s->c, end);
 	if (s->pidfd >= 0) {
 		kill(-s->pid, SIGKILL);
 		waitid(P_PIDFD, (id_t)s->pidfd, NULL, WEXITED | WNOHANG);
@@ -790,7 +789,7 @@ close_slot(struct dx_server *srv, struct slot *s, int end)
 	/* An operation still armed holds the socket open until its cancel
 	 * is submitted, at the end of this turn of the loop. */
 	dx__conn_finish(&s->c);
-	memcpy(key, s->key, 16);
+	dx__conn_source_key(&s->c, key);
 	memset(s, 0, sizeof(*s));
 	st->active--;
 	dx__stream_released(srv, key);
@@ -806,10 +805,12 @@ start_exec(struct dx_server *srv, struct dx_listener *l, struct slot *s,
 {
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct dx_env env;
+	uint8_t key[16];
 	int err;
 
+	dx__conn_source_key(&s->c, key);
 	err = dx__exec_env(&env, s->c.fd, peer,
-	                   dx__sources_count(srv->src, s->key));
+	                   dx__sources_count(srv->src, key));
 	if (err == 0) /* the program gets an ordinary, blocking socket */
 		err = dx__set_nonblock(s->c.fd, 0);
 	if (err == 0)
@@ -876,8 +877,7 @@ uring_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 		return;
 	}
 	s = &st->slot[fd];
-	dx__conn_init(&s->c, fd, &l->conf, &st->pool, now);
-	dx__source_key(peer, s->key);
+	dx__conn_init(&s->c, fd, peer, &l->conf, &st->pool, now);
 	s->gen = ++st->gen & GEN_MASK;
 	s->pidfd = -1;
 	s->head = s->tail = NO_BUF;

@@ -150,6 +150,8 @@ struct dx_sources {
 int dx__sources_alloc(struct dx_sources *s, size_t cap);
 void dx__sources_free(struct dx_sources *s);
 void dx__source_key(const struct dx_addr *peer, uint8_t key[16]);
+/* C's source key: dx__source_key() of the peer it was admitted from. */
+void dx__conn_source_key(const struct dx_conn *c, uint8_t key[16]);
 /* Adds one; returns the count after, or -ENOMEM when the table is full. */
 int dx__sources_add(struct dx_sources *s, const uint8_t key[16]);
 /* Removes N (all of them when N exceeds the count). */
@@ -296,15 +298,16 @@ void dx__stream_accept(struct dx_server *srv, struct dx_listener *l);
 /* A model's connection from PEER ended. */
 void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
 /*
- * Logs, at debug level, that connection C (on descriptor FD: C's own may
- * be closed by now) ended and why (END), with the bytes it received and
- * sent and how long it lasted; an exec connection's bytes are its
- * program's and are not seen. Every model logs its connections' ends
- * through this one line, but for an exec connection under fork or
- * thread: its end is the child's or the thread's, logged as such.
+ * Logs, at debug level, that connection C (its descriptor may be closed by
+ * now) ended and why (END): its listener, its peer, the bytes it received
+ * and sent and how long it lasted; an exec connection's bytes are its
+ * program's and are not seen. C's conf is its listener's (&l->conf).
+ * Every model logs its connections' ends through this one line, but for
+ * an exec connection under fork or thread: its end is the child's or the
+ * thread's, logged as such.
  */
 void dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
-                        int fd, int end);
+                        int end);
 /* Timers: the rate bucket, and the drain deadline. Returns the next one. */
 int64_t dx__stream_tick(struct dx_server *srv, int64_t now);
 /* SIGTERM: stop accepting; connections get srv->drain_ms to finish. */

@@ -5,6 +5,7 @@
  * addressing table with backward-shift deletion, sized once at start.
  */
 #include "server/server.h"
+#include "server/conn.h"
 
 #include <errno.h>
 #include <string.h>
@@ -63,6 +64,15 @@ dx__source_key(const struct dx_addr *peer, uint8_t key[16])
 	} else {
 		key[15] = 1; /* every unix-socket peer is one source */
 	}
+}
+
+void
+dx__conn_source_key(const struct dx_conn *c, uint8_t key[16])
+{
+	struct dx_addr peer;
+
+	dx__conn_peer(c, &peer);
+	dx__source_key(&peer, key);
 }
 
 /* Keyed (hash.c): a client owning many addresses cannot pick ones that

@@ -99,6 +99,18 @@ typedef ssize_t (*dx_dgram_fn)(const struct dx_dgram_req *req);
  */
 struct dx_bufpool;
 
+/*
+ * A connection's peer, kept small (20 bytes, not a 132-byte dx_addr):
+ * an IPv4 address in ADDR's first 4 bytes or an IPv6 one (its scope id is
+ * not kept), the port in network order; FAMILY 0 for a unix-socket peer,
+ * which has no address worth naming.
+ */
+struct dx_peer {
+	uint8_t addr[16];
+	uint16_t port;
+	uint8_t family;
+};
+
 struct dx_conn {
 	int fd;
 	uint32_t flags;   /* DX_CONN_* below */
@@ -116,6 +128,7 @@ struct dx_conn {
 	/* Bytes received from and sent to the peer, drained input included:
 	 * for the line that logs the connection's end. */
 	uint64_t bytes_in, bytes_out;
+	struct dx_peer peer; /* for that line too */
 };
 
 #define DX_CONN_BUF 16384

@@ -852,6 +852,36 @@ def test_discard_1gib_ends_with_fin_not_rst(serve):
         pytest.fail(f"no line with {counted!r}:\n{srv.stderr()[-2000:]}")
 
 
+def test_verbose_logs_one_line_per_connection_with_its_peer(serve):
+    """-v: every stream connection's end is one line naming its listener,
+    its peer (address and port, as the client saw its own), why it ended,
+    the bytes each way (exec: only the time), under every model; the fork
+    parent and the thread model's main loop add nothing of their own."""
+    v6 = "[::1]" if have_ipv6_loopback() else "127.0.0.1"
+    srv = start(serve, "-v", "echo", "tcp://127.0.0.1:0", "exec:/bin/cat",
+                f"tcp://{v6}:0")
+    seen = []
+    for i, payload in ((0, b"abc"), (1, b"hello\n")):
+        with connect(srv.addr(i)) as s:
+            seen.append(s.getsockname()[:2])
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got, how = read_to_end(s, timeout=5)
+        assert how == "eof" and got == payload, (i, got, how)
+    port0, port1 = srv.port(0), srv.port(1)
+    want = [
+        re.compile(rf"echo on tcp://127\.0\.0\.1:{port0}: connection from "
+                   rf"127\.0\.0\.1:{seen[0][1]} ended: done; in 3 B, out 3 B; "
+                   r"\d+ ms$", re.M),
+        re.compile(rf"exec:/bin/cat on tcp://{re.escape(v6)}:{port1}: "
+                   rf"connection from {re.escape(v6)}:{seen[1][1]} ended: "
+                   r"done; \d+ ms$", re.M)]
+    wait_for(lambda: all(w.search(srv.stderr()) for w in want), 5,
+             what="both end lines")
+    text = srv.stderr()
+    assert text.count(" ended") == 2, text
+
+
 # ---------------------------------------------------------------------------
 # Unread client input never destroys the server's output (S05)
 # ---------------------------------------------------------------------------

@@ -21,12 +21,13 @@ static void
 open_conn(struct dx_conn *c, struct dx_service_conf *conf,
           const struct dx_service *svc)
 {
+	struct dx_addr unix_peer = {.u.un.sun_family = AF_UNIX};
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
 		sv[0] = sv[1] = -1;
 	conf->svc = svc;
-	dx__conn_init(c, sv[0], conf, &pool, 1000);
+	dx__conn_init(c, sv[0], &unix_peer, conf, &pool, 1000);
 	peer = sv[1];
 	CHECK_INT_EQ(dx__conn_open(c, 1000), DX_END_NONE);
 }
