@@ -600,10 +600,23 @@ run(struct dx_server *srv, const struct serve_opts *o)
 	return DX_EXIT_OK;
 }
 
+/*
+ * The server, page-aligned: what it writes at every accept then lies on
+ * one page (struct dx_server), the one page of it a fork child keeps.
+ */
+static struct dx_server *
+server_new(void)
+{
+	size_t page = 4096,
+	       len = (sizeof(struct dx_server) + page - 1) & ~(page - 1);
+
+	return aligned_alloc(page, len);
+}
+
 int
 cmd_serve(int argc, char **argv)
 {
-	struct dx_server *srv = malloc(sizeof(*srv));
+	struct dx_server *srv = server_new();
 	struct serve_opts o = {0};
 	int c, rc = DX_EXIT_USAGE;
 

@@ -297,7 +297,7 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	/* A mirror's reply is its request: sent from where it was
 	 * received, with no copy and no reply buffer to touch. */
 	if (l->conf.svc->flags & DX_SVC_MIRROR) {
-		l->served++;
+		srv->served[l - srv->ls]++;
 		return queue_reply(it, nout, it->in_buf[i], it->in[i].msg_len,
 		                   peer, l->pktinfo ? &local : NULL);
 	}
@@ -316,7 +316,7 @@ serve_one(struct dx_server *srv, struct dx_listener *l, int i, int nout)
 	        .cancel_ctx = srv,
 	};
 	n = l->conf.svc->dgram(&req);
-	l->served++;
+	srv->served[l - srv->ls]++;
 	if (n == DX_NOREPLY)
 		return 0;
 	if (n < 0) {

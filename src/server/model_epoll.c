@@ -177,7 +177,7 @@ epoll_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	s->pidfd = -1;
 	s->used = 1;
 	st->active++;
-	l->served++;
+	srv->served[l - srv->ls]++;
 	if (l->conf.svc->flags & DX_SVC_EXEC)
 		end = start_exec(srv, l, s, peer) < 0 ? DX_END_ERROR
 		                                      : DX_END_NONE;

@@ -171,7 +171,7 @@ fork_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	st->child[st->n].pid = pid;
 	memcpy(st->child[st->n].key, key, 16);
 	st->n++;
-	l->served++;
+	srv->served[l - srv->ls]++;
 }
 
 /*

@@ -110,12 +110,12 @@ static void
 worker_serve(struct dx_server *srv, struct dx_listener *l, int fd,
              const struct dx_addr *peer)
 {
-	uint64_t before = l->served;
+	size_t i = (size_t)(l - srv->ls);
+	uint64_t before = srv->served[i];
 
 	dx__model_epoll.serve(srv, l, fd, peer);
-	if (l->served != before)
-		atomic_fetch_add(&worker_served[l - srv->ls],
-		                 l->served - before);
+	if (srv->served[i] != before)
+		atomic_fetch_add(&worker_served[i], srv->served[i] - before);
 }
 
 /* A worker's counters, where its master sums them (SIGUSR1, exit). */
@@ -381,7 +381,7 @@ prefork_counters(struct dx_server *srv)
 		return;
 	for (size_t i = 0; i < srv->nls; i++)
 		if (dx_scheme_socktype(srv->ls[i].ep.scheme) == SOCK_STREAM)
-			srv->ls[i].served = atomic_load(&st->shm->served[i]);
+			srv->served[i] = atomic_load(&st->shm->served[i]);
 	/* The master accepts nothing: the counts are the workers' (those
 	 * running as of their last tick, and those that have ended). */
 	srv->accepted = st->gone_accepted;

@@ -163,7 +163,7 @@ thread_serve(struct dx_server *srv, struct dx_listener *l, int fd,
 	}
 	if (err == 0) {
 		st->active++;
-		l->served++;
+		srv->served[l - srv->ls]++;
 		return;
 	}
 	if (t != NULL)

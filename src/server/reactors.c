@@ -194,7 +194,7 @@ make_reactor(struct dx_server *main, struct reactor *rc)
 	r->log = main->log != NULL ? reactor_log : NULL;
 	r->log_ctx = rc;
 	for (size_t i = 0; i < r->nls; i++) {
-		r->ls[i].served = 0;
+		r->served[i] = 0;
 		if (dx_scheme_socktype(r->ls[i].ep.scheme) == SOCK_DGRAM)
 			r->ls[i].fd = -1; /* the main thread serves these */
 	}
@@ -328,7 +328,7 @@ join_reactor(struct dx_server *srv, struct reactors_state *st, size_t k)
 	st->live--;
 	st->done_accepted += rc->srv->accepted;
 	for (size_t i = 0; i < srv->nls; i++)
-		st->done_served[i] += rc->srv->ls[i].served;
+		st->done_served[i] += rc->srv->served[i];
 	if (rc->err < 0) {
 		dx__log(srv, DX_LOG_ERROR, "reactor %zu failed: %s", k,
 		        dx_strerror(rc->err));
@@ -409,7 +409,7 @@ reactors_counters(struct dx_server *srv)
 
 	for (size_t i = 0; i < srv->nls; i++)
 		if (dx_scheme_socktype(srv->ls[i].ep.scheme) == SOCK_STREAM)
-			srv->ls[i].served = st->done_served[i];
+			srv->served[i] = st->done_served[i];
 	for (size_t k = 0; k < st->n; k++) {
 		const struct dx_server *r = st->r[k].srv;
 		if (r == NULL)
@@ -417,7 +417,7 @@ reactors_counters(struct dx_server *srv)
 		accepted += r->accepted;
 		for (size_t i = 0; i < srv->nls; i++)
 			if (r->ls[i].fd >= 0)
-				srv->ls[i].served += r->ls[i].served;
+				srv->served[i] += r->served[i];
 		dx__log(srv, DX_LOG_DEBUG,
 		        "counters: reactor %zu: accepted %llu", k,
 		        (unsigned long long)r->accepted);

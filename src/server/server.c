@@ -438,7 +438,7 @@ dx__server_log_counters(struct dx_server *srv)
 		dx__log(srv, DX_LOG_INFO,
 		        "counters: %s on %s://%s: served %llu", srv->ls[i].name,
 		        dx_scheme_name(srv->ls[i].ep.scheme), line,
-		        (unsigned long long)srv->ls[i].served);
+		        (unsigned long long)srv->served[i]);
 	}
 	if (srv->has_stream)
 		dx__stream_log_counters(srv);

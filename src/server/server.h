@@ -34,9 +34,8 @@ struct dx_listener {
 	int pktinfo;      /* bound to a wildcard: replies need their source */
 	int created_path; /* we made its unix socket file: remove it */
 	struct dx_addr bound;
-	_Atomic uint64_t served; /* read by other threads (SIGUSR1) */
-	int paused;              /* not watched while limits defer accepting */
-	int64_t rate_resume_ms;  /* --rate: its bucket lets it accept again */
+	int paused;             /* not watched while limits defer accepting */
+	int64_t rate_resume_ms; /* --rate: its bucket lets it accept again */
 };
 
 struct dx_iter;
@@ -180,6 +179,20 @@ int dx__sources_admit(struct dx_sources *s, const uint8_t key[16],
 void dx__sources_release(struct dx_sources *s, const uint8_t key[16]);
 
 struct dx_server {
+	/*
+	 * What the server writes at every accept, together at the start of
+	 * the struct: under the fork model each page of it the parent writes
+	 * after a fork is one the child keeps a copy of (4 KiB of its PSS),
+	 * and spread over the struct these were three pages. serve.c
+	 * allocates the struct page-aligned, so they share the first page.
+	 */
+	int64_t now_ms; /* the clock when the loop last woke */
+	/* Counters, read by other threads (SIGUSR1): connections accepted,
+	 * and requests or connections served per listener (as ls[]). */
+	_Atomic uint64_t accepted;
+	_Atomic uint64_t served[DX_MAX_LISTENERS];
+	struct dx_sources sources; /* its total changes at every accept */
+
 	struct dx_listener ls[DX_MAX_LISTENERS];
 	size_t nls;
 	int sigfd; /* signalfd for TERM, INT, HUP, USR1, CHLD; caller's */
@@ -217,15 +230,13 @@ struct dx_server {
 	uint32_t per_source;   /* 0: no limit */
 	double rate;           /* new connections per second; 0: none */
 	int64_t resume_ms;     /* out of descriptors or memory: try again */
-	int64_t now_ms;        /* the clock when the loop last woke */
 	int64_t drain_ms;      /* after SIGTERM, time for connections */
 	int64_t stop_deadline; /* when draining ends them */
 	int stop_signal;       /* the last signal sent to end them */
 	int reserve_fd;        /* held for shedding load at EMFILE */
 	int backlog;
-	int unix_mode; /* chmod for unix socket files; -1: umask's */
-	struct dx_sources sources;
-	struct dx_sources *src;    /* &sources, or the workers' shared table */
+	int unix_mode;          /* chmod for unix socket files; -1: umask's */
+	struct dx_sources *src; /* &sources, or the workers' shared table */
 	struct dx_sources *ledger; /* a worker's own share, in shared memory */
 	int stream_elsewhere; /* workers or reactors serve stream listeners */
 	int exclusive;        /* EPOLLEXCLUSIVE on stream listeners */
@@ -238,7 +249,6 @@ struct dx_server {
 	/* Counters, read by other threads (SIGUSR1). REFUSED points to this
 	 * server's own array, or, in a reactor, to the main thread's, so that
 	 * refusals are counted once for the whole server. */
-	_Atomic uint64_t accepted;
 	_Atomic uint64_t refused_own[DX_REFUSE_COUNT];
 	_Atomic uint64_t *refused;
 	int64_t refuse_logged_ms[DX_REFUSE_COUNT];

@@ -131,7 +131,7 @@ TEST(full_batch_ending_in_the_largest_ipv6_datagram)
 	CHECK_INT_EQ(reply(fd, got, DX_REQUEST_MAX + 1), 65527);
 	CHECK(memcmp(got, big, 65527) == 0);
 	CHECK_INT_EQ(srv->drops[DX_DROP_TRUNCATED], 0);
-	CHECK_INT_EQ(srv->ls[0].served, BATCH);
+	CHECK_INT_EQ(srv->served[0], BATCH);
 	close(fd);
 	close_server(srv);
 	free(got);
@@ -167,7 +167,7 @@ TEST(unix_datagrams_up_to_64k_whole_longer_dropped)
 	CHECK_INT_EQ(reply(fd, got, DX_REQUEST_MAX + 1), DX_REQUEST_MAX);
 	CHECK(memcmp(got, big, DX_REQUEST_MAX) == 0);
 	CHECK_INT_EQ(srv->drops[DX_DROP_TRUNCATED], 1);
-	CHECK_INT_EQ(srv->ls[0].served, 1);
+	CHECK_INT_EQ(srv->served[0], 1);
 	close(fd);
 	unlink(cpath);
 	close_server(srv);
