@@ -660,7 +660,7 @@ dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
                    int end)
 {
 	const struct dx_listener *l = conn_listener(c);
-	char at[DX_ADDRSTRLEN], from[DX_ADDRSTRLEN] = "a unix peer";
+	char at[DX_ADDRSTRLEN] = "?", from[DX_ADDRSTRLEN] = "a unix peer";
 	char bytes[64] = "";
 	struct dx_addr peer;
 	long long ms;

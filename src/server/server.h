@@ -311,10 +311,9 @@ void dx__stream_released(struct dx_server *srv, const uint8_t key[16]);
  * Logs, at debug level, that connection C (its descriptor may be closed by
  * now) ended and why (END): its listener, its peer, the bytes it received
  * and sent and how long it lasted; an exec connection's bytes are its
- * program's and are not seen. C's conf is its listener's (&l->conf).
- * Every model logs its connections' ends through this one line, but for
- * an exec connection under fork or thread: its end is the child's or the
- * thread's, logged as such.
+ * program's and are not seen. C's conf must be its listener's
+ * (&l->conf), as dx__conn_init() was given it. Every model logs every
+ * connection's end through this one line (a fork child its own).
  */
 void dx__stream_log_end(const struct dx_server *srv, const struct dx_conn *c,
                         int end);
