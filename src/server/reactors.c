@@ -99,6 +99,8 @@ listen_member(const struct dx_server *srv, const struct dx_listener *l)
 		dx_close(fd);
 		fd = -EADDRINUSE;
 	}
+	if (fd >= 0)
+		dx__listener_tune(l, fd);
 	return fd;
 }
 

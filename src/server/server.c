@@ -9,6 +9,8 @@
 #include "server/server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -201,6 +203,22 @@ listen_unix_mode(struct dx_server *srv, struct dx_listener *l, char *why,
 	return fd;
 }
 
+void
+dx__listener_tune(const struct dx_listener *l, int fd)
+{
+	int lowat = DX_NOTSENT_LOWAT, rc;
+
+	if (l->ep.scheme != DX_SCHEME_TCP ||
+	    !(l->conf.svc->flags & DX_SVC_AMPLIFIES))
+		return;
+	/* Best effort: without it (before Linux 3.12) the kernel's limit,
+	 * tcp_wmem's maximum, bounds the queue instead. */
+	rc = setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
+	                sizeof(lowat));
+	dx_trace("setsockopt(%d, TCP_NOTSENT_LOWAT, %d) = %d", fd, lowat,
+	         rc < 0 ? -errno : rc);
+}
+
 static int
 open_listener(struct dx_server *srv, struct dx_listener *l, char *why,
               size_t wl)
@@ -228,6 +246,7 @@ open_listener(struct dx_server *srv, struct dx_listener *l, char *why,
 	}
 	l->fd = fd;
 	l->created_path = unixpath;
+	dx__listener_tune(l, fd);
 	dx_local_addr(fd, &l->bound);
 	if (l->ep.scheme == DX_SCHEME_UDP)
 		dx__guard_add_port(&srv->guard, dx_addr_port(&l->bound));

@@ -268,6 +268,22 @@ int dx__server_add(struct dx_server *srv, const char *service,
 /* Opens every listener. Returns 0 or an error with WHY filled. */
 int dx__server_open(struct dx_server *srv, char *why, size_t whylen);
 
+/*
+ * Unsent bytes a connection of a service that produces more than it is
+ * sent (chargen, the short answers, exec programs) may queue in the
+ * kernel. Without it the kernel's send-buffer autotuning lets each one
+ * queue up to tcp_wmem's maximum (4 MiB by default) for a client that
+ * never reads: 100 such clients pinned 400 MB of kernel memory, and the
+ * server spent seconds of CPU generating it. Sent but unacknowledged
+ * bytes are not counted, so a fast reader on a long path is not slowed.
+ */
+#define DX_NOTSENT_LOWAT (128 * 1024)
+/*
+ * Sets the options of L's listening socket FD that its connections
+ * inherit (TCP_NOTSENT_LOWAT, above, for such services on tcp://).
+ */
+void dx__listener_tune(const struct dx_listener *l, int fd);
+
 /* Serves until SIGTERM or SIGINT arrives on srv->sigfd. Returns 0/-errno. */
 int dx__server_run(struct dx_server *srv);
 

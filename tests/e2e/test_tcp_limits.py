@@ -1794,18 +1794,36 @@ def tree_cpu_seconds(srv):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def send_queues(port):
+    """tx_queue of every established TCP socket whose local port is PORT
+    (/proc/net/tcp and tcp6): the bytes it has not had acknowledged,
+    unsent ones included."""
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                local, state, queues = cols[1], cols[3], cols[4]
+                if state == "01" and int(local.split(":")[1], 16) == port:
+                    out.append(int(queues.split(":")[0], 16))
+    return out
+
+
 def test_hundred_chargen_clients_that_never_read(serve):
     """S16: 100 chargen clients connect and never read (4 KiB receive
     buffers). With --write-timeout 2s every one is closed within 4 s,
     logged as write-timeout; the serving processes' RSS grows less than
     16 MiB; while they wait with full buffers (from 1 s to 1.8 s, before
     the first close), the whole tree, children included, uses under 5% of
-    a core; no child is left."""
+    a core, and the kernel holds at most 192 KiB for each of them (the
+    listener's TCP_NOTSENT_LOWAT of 128 KiB, a last send and what is in
+    flight; the kernel's own cap is 4 MiB); no child is left."""
     # A sanitizer build fills the buffers slower: every time scales.
     srv = start(serve, "chargen", "tcp://127.0.0.1:0", "--write-timeout",
                 f"{int(2 * SLOW)}s", "-v")
     rss0 = vm_rss_kib(server_pids(srv))
-    socks, peak, cpu = [], 0, {}
+    socks, peak, cpu, queued = [], 0, {}, []
     try:
         for _ in range(100):
             s = socket.socket()
@@ -1821,6 +1839,7 @@ def test_hundred_chargen_clients_that_never_read(serve):
                 if (mark not in cpu and waited >= mark * SLOW
                         and "ended: write-timeout" not in srv.stderr()):
                     cpu[mark] = (tree_cpu_seconds(srv), time.monotonic())
+                    queued = send_queues(srv.port())
             assert time.monotonic() - t0 < 4 * SLOW, (
                 f"{srv.stderr().count('ended: write-timeout')} of 100 "
                 "closed within 4 s")
@@ -1831,6 +1850,9 @@ def test_hundred_chargen_clients_that_never_read(serve):
     wait_no_children(srv, 5 * SLOW)
     assert peak < 16 << 10 or not RSS_BOUNDS, f"RSS grew {peak} KiB"
     assert set(cpu) == {1.0, 1.8}, f"closed before 1.8 s: {cpu}"
+    assert len(queued) == 100 and max(queued) <= 192 << 10, (
+        f"{len(queued)} connections, the kernel holding up to "
+        f"{max(queued, default=0)} B for one")
     used, span = cpu[1.8][0] - cpu[1.0][0], cpu[1.8][1] - cpu[1.0][1]
     # Ticks are 10 ms: two more are allowed beside the 5%.
     assert used <= 0.05 * span * SLOW + 0.02, (
