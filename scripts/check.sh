@@ -24,41 +24,74 @@ stage unit ctest --test-dir "$build" --output-on-failure -j 2 -L unit
 stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
 	-q -p no:cacheprovider --ignore tests/e2e/test_soak.py tests/e2e
 
-# The soak (S21) of each model, both at once, one pytest each: each is a
-# steady load well under what two CPUs do, so together they take the
-# wall time of one.
-soak_one() {
-	env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest -q \
-		-p no:cacheprovider "tests/e2e/test_soak.py::test_soak[$1]" \
-		>"$2/$1" 2>&1
-}
-soak() {
-	logs=$(mktemp -d) || return 1
-	soak_one fork "$logs" &
-	fork_pid=$!
-	soak_one epoll "$logs" &
-	epoll_pid=$!
+# Stages run side by side, one pytest each, with their output printed
+# stage by stage once all have ended. Each must be far from a CPU's worth
+# of work (the model suites sleep on timeouts most of their time: about
+# 45 s of CPU in 105 s), so two at once take the wall time of one on two
+# CPUs. Under sanitizers, where every test costs several times the CPU,
+# they run one after another. "side NAME CMD..." starts one; "side_wait"
+# waits for all, prints them and counts their failures.
+side_names=""
+side_pids="" # under sanitizers: their exit statuses
+side_logs=""
+side() {
+	[ -n "$side_logs" ] || side_logs=$(mktemp -d) || exit 1
+	name=$1
+	shift
+	side_names="$side_names $name"
+	if [ -n "${SANITIZE:-}" ]; then
+		"$@" >"$side_logs/$name" 2>&1
+		side_pids="$side_pids $?"
+		return
+	fi
+	"$@" >"$side_logs/$name" 2>&1 &
+	side_pids="$side_pids $!"
 	# Background jobs of a script ignore SIGINT: an interrupted check
 	# ends them itself.
-	trap 'kill "$fork_pid" "$epoll_pid" 2>/dev/null; rm -rf "$logs"; exit 130' INT TERM
-	rc=0
-	wait "$fork_pid" || rc=1
-	wait "$epoll_pid" || rc=1
-	for model in fork epoll; do
-		printf -- '-- soak, %s model\n' "$model"
-		cat "$logs/$model"
+	trap 'kill $side_pids 2>/dev/null; rm -rf "$side_logs"; exit 130' INT TERM
+}
+side_wait() {
+	set -- $side_pids
+	for name in $side_names; do
+		if [ -n "${SANITIZE:-}" ]; then
+			rc=$1
+		else
+			wait "$1"
+			rc=$?
+		fi
+		shift
+		printf '\n==== %s\n' "$name"
+		cat "$side_logs/$name"
+		[ "$rc" -eq 0 ] || failed="$failed $name"
 	done
 	trap - INT TERM
-	rm -rf "$logs"
-	return $rc
+	rm -rf "$side_logs"
+	side_names=""
+	side_pids=""
+	side_logs=""
 }
-stage soak soak
-# The concurrent server's suite once more per model (fork ran above).
-for model in prefork thread epoll uring; do
-	stage "e2e-$model" env DUPLEX="$top/$build/duplex" DUPLEX_MODEL=$model \
-		/usr/bin/python3 -m pytest -q -p no:cacheprovider \
-		tests/e2e/test_tcp_server.py tests/e2e/test_tcp_limits.py
-done
+pytest_e2e() {
+	env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider "$@"
+}
+pytest_model() {
+	DUPLEX_MODEL=$1 pytest_e2e tests/e2e/test_tcp_server.py \
+		tests/e2e/test_tcp_limits.py
+}
+
+# The soak (S21) of each model, both at once: each is a steady load well
+# under what two CPUs do, so together they take the wall time of one.
+side soak-fork pytest_e2e "tests/e2e/test_soak.py::test_soak[fork]"
+side soak-epoll pytest_e2e "tests/e2e/test_soak.py::test_soak[epoll]"
+side_wait
+# The concurrent server's suite once more per model (fork ran above), two
+# models at a time.
+side e2e-prefork pytest_model prefork
+side e2e-thread pytest_model thread
+side_wait
+side e2e-epoll pytest_model epoll
+side e2e-uring pytest_model uring
+side_wait
 if [ -z "${SANITIZE:-}" ]; then
 	stage lint make -s lint
 	# The fuzz build is clang with ASan and UBSan: the unit tests run
