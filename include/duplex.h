@@ -343,6 +343,13 @@ int dx_accept(int fd, struct dx_addr *peer);
  * handshake. Returns 0, -ETIMEDOUT or -errno (e.g. -ECONNREFUSED).
  */
 int dx_connect(int fd, const struct dx_addr *addr, int64_t deadline);
+/*
+ * connect(2) on a non-blocking socket, started and not waited for: one
+ * call. Returns 0 (connected), -EINPROGRESS (tcp: the handshake goes on;
+ * writability ends it and SO_ERROR, or the first send, tells how), -EAGAIN
+ * (unix: the listener's backlog is full) or -errno.
+ */
+int dx_connect_start(int fd, const struct dx_addr *addr);
 /* getsockname(2) / getpeername(2) into a dx_addr. */
 int dx_local_addr(int fd, struct dx_addr *addr);
 int dx_peer_addr(int fd, struct dx_addr *addr);

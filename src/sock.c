@@ -269,6 +269,18 @@ dx_connect(int fd, const struct dx_addr *addr, int64_t deadline)
 	return rc;
 }
 
+int
+dx_connect_start(int fd, const struct dx_addr *addr)
+{
+	int saved = errno, rc = 0;
+
+	if (dx__sys.connect(fd, &addr->u.sa, addr->len) < 0)
+		rc = dx__neg_errno();
+	errno = saved;
+	trace_addr_call("connect", fd, addr, rc);
+	return rc;
+}
+
 /* getsockname(2) or getpeername(2), traced as "getsockname(3) = ADDR". */
 static int
 sock_name(int fd, struct dx_addr *addr, int peer)

@@ -538,6 +538,63 @@ TEST(connect_unix_backlog_full)
 	dx_close(s);
 }
 
+/*
+ * dx_connect_start returns at once. Over loopback a tcp connect says
+ * EINPROGRESS (or 0), and a send once writable tells the outcome: it goes
+ * through to an open port and fails as the connect did on a closed one
+ * (which may also say so at once); a unix connect
+ * to a full backlog says EAGAIN instead of waiting.
+ */
+TEST(connect_start_does_not_wait)
+{
+	struct dx_addr any, bound, addr;
+	struct dx_endpoint ep;
+	char buf[4];
+	int s, c, a, hold, c1;
+
+	addr_loopback(&any, AF_INET, 0);
+	s = server_open(&any, 0, &bound);
+	CHECK(s >= 0);
+	c = dx_socket(AF_INET, SOCK_STREAM, 0);
+	a = dx_connect_start(c, &bound);
+	CHECK(a == 0 || a == -EINPROGRESS);
+	CHECK(dx_wait(c, POLLOUT, dx_deadline_in(WAIT_MS)) > 0);
+	CHECK_INT_EQ(dx_send(c, "ping", 4), 4);
+	a = accept_wait(s, NULL);
+	CHECK(a >= 0);
+	CHECK(dx_wait(a, POLLIN, dx_deadline_in(WAIT_MS)) > 0);
+	CHECK_INT_EQ(dx_read(a, buf, sizeof(buf)), 4);
+	CHECK(memcmp(buf, "ping", 4) == 0);
+	dx_close(a);
+	dx_close(c);
+	dx_close(s);
+
+	hold = dx_socket(AF_INET, SOCK_STREAM, 0);
+	CHECK_OK(dx_bind(hold, &any, 0));
+	CHECK_OK(dx_local_addr(hold, &bound));
+	c = dx_socket(AF_INET, SOCK_STREAM, 0);
+	a = dx_connect_start(c, &bound);
+	CHECK(a == -ECONNREFUSED || a == -EINPROGRESS);
+	if (a == -EINPROGRESS) {
+		CHECK(dx_wait(c, POLLOUT, dx_deadline_in(WAIT_MS)) > 0);
+		CHECK_INT_EQ(dx_send(c, "ping", 4), -ECONNREFUSED);
+	}
+	dx_close(c);
+	dx_close(hold);
+
+	CHECK_OK(ep_parse(&ep, "unix://%s", abstract_name("start")));
+	CHECK_INT_EQ(dx_endpoint_resolve(&ep, 0, &addr, 1), 1);
+	s = dx_listen_endpoint(&ep, 0, 0, NULL, 0);
+	CHECK(s >= 0);
+	c1 = dx_connect_endpoint(&ep, 0, dx_deadline_in(WAIT_MS));
+	CHECK(c1 >= 0);
+	c = dx_socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_INT_EQ(dx_connect_start(c, &addr), -EAGAIN);
+	dx_close(c);
+	dx_close(c1);
+	dx_close(s);
+}
+
 /* ------------------------------------------------------------------------
  * Endpoints
  * ------------------------------------------------------------------------ */
@@ -870,6 +927,7 @@ main(void)
 	RUN(connect_times_out);
 	RUN(connect_eintr_waits_for_outcome);
 	RUN(connect_unix_backlog_full);
+	RUN(connect_start_does_not_wait);
 	RUN(endpoint_tcp);
 	RUN(endpoint_tcp_reuseport);
 	RUN(endpoint_udp);
