@@ -209,7 +209,7 @@ dx__listener_tune(const struct dx_listener *l, int fd)
 	int lowat = DX_NOTSENT_LOWAT, rc;
 
 	if (l->ep.scheme != DX_SCHEME_TCP ||
-	    !(l->conf.svc->flags & DX_SVC_AMPLIFIES))
+	    !(l->conf.svc->flags & (DX_SVC_AMPLIFIES | DX_SVC_MIRROR)))
 		return;
 	/* Best effort: without it (before Linux 3.12) the kernel's limit,
 	 * tcp_wmem's maximum, bounds the queue instead. */

@@ -1103,7 +1103,9 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
     and --write-timeout 1s closes the connection within the timeout and
     a second of slack from then, logged as write-timeout, while the
     server keeps serving: up to 100 echo probes meanwhile answer with p99
-    under 50 ms, and the serving processes' RSS grows less than 16 MiB."""
+    under 50 ms, the serving processes' RSS grows less than 16 MiB, and
+    the kernel holds at most 192 KiB for the writer (echo's listener sets
+    TCP_NOTSENT_LOWAT to 128 KiB; autotuning let it queue 2.9 MB)."""
     srv = start(serve, "echo", "tcp://127.0.0.1:0", "--write-timeout", "1s",
                 "-v")
     s = socket.socket()
@@ -1116,12 +1118,14 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
         t0 = time.monotonic()
         blocked = closed = None
         rss0, grown, rtts = vm_rss_kib(server_pids(srv)), 0, []
+        queued = 0
         while closed is None and time.monotonic() - t0 < 10:
             if blocked is not None and len(rtts) < 100:
                 a = time.monotonic()
                 assert_echoes(srv)
                 rtts.append(time.monotonic() - a)
                 grown = max(grown, vm_rss_kib(server_pids(srv)) - rss0)
+                queued = max([queued] + send_queues(srv.port()))
             try:
                 s.send(chunk)
             except BlockingIOError:
@@ -1145,6 +1149,9 @@ def test_write_timeout_closes_an_echo_client_that_never_reads(serve):
     assert rtts, "no probe while the server held the writer back"
     assert rtts[int((len(rtts) - 1) * 0.99)] < 0.05 * SLOW, rtts[-3:]
     assert grown < 16 << 10 or not RSS_BOUNDS, f"RSS grew {grown} KiB"
+    assert queued <= 192 << 10, (
+        f"the kernel held {queued} B for the writer (TCP_NOTSENT_LOWAT is "
+        "128 KiB)")
     wait_for(lambda: "ended: write-timeout" in srv.stderr(), 2,
              what="the end logged as write-timeout")
     assert srv.running()
