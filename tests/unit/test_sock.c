@@ -91,6 +91,23 @@ server_open(const struct dx_addr *addr, unsigned flags, struct dx_addr *bound)
 	return fd;
 }
 
+/*
+ * A loopback tcp port that refuses connections: bound, not listening, so
+ * nobody else can take it while the returned descriptor is open. Its
+ * address goes to ADDR.
+ */
+static int
+closed_port(struct dx_addr *addr)
+{
+	struct dx_addr any;
+	int hold = dx_socket(AF_INET, SOCK_STREAM, 0);
+
+	addr_loopback(&any, AF_INET, 0);
+	CHECK_OK(dx_bind(hold, &any, 0));
+	CHECK_OK(dx_local_addr(hold, addr));
+	return hold;
+}
+
 /* Accepts one connection, waiting a bounded time for it. */
 static int
 accept_wait(int lfd, struct dx_addr *peer)
@@ -418,12 +435,9 @@ TEST(addresses_of_unconnected_socket)
 /* A port that is bound but not listening refuses, and nobody can take it. */
 TEST(connect_refused)
 {
-	struct dx_addr any, bound;
-	int hold = dx_socket(AF_INET, SOCK_STREAM, 0), c;
+	struct dx_addr bound;
+	int hold = closed_port(&bound), c;
 
-	addr_loopback(&any, AF_INET, 0);
-	CHECK_OK(dx_bind(hold, &any, 0));
-	CHECK_OK(dx_local_addr(hold, &bound));
 	c = dx_socket(AF_INET, SOCK_STREAM, 0);
 	CHECK_INT_EQ(dx_connect(c, &bound, dx_deadline_in(WAIT_MS)),
 	             -ECONNREFUSED);
@@ -488,9 +502,7 @@ TEST(connect_eintr_waits_for_outcome)
 		dx_close(a);
 		dx_close(c);
 	}
-	hold = dx_socket(AF_INET, SOCK_STREAM, 0);
-	CHECK_OK(dx_bind(hold, &any, 0));
-	CHECK_OK(dx_local_addr(hold, &refused));
+	hold = closed_port(&refused);
 	c = dx_socket(AF_INET, SOCK_STREAM, 0);
 	fault.calls = 0;
 	CHECK_INT_EQ(dx_connect(c, &refused, dx_deadline_in(WAIT_MS)),
@@ -503,23 +515,37 @@ TEST(connect_eintr_waits_for_outcome)
 }
 
 /*
+ * A unix listener on the abstract NAME with a backlog of 0 and one client
+ * already waiting in it (CLIENT), so that the next connect finds it full.
+ * Returns the listener; its address goes to ADDR.
+ */
+static int
+full_unix_backlog(const char *name, struct dx_addr *addr, int *client)
+{
+	struct dx_endpoint ep;
+	int s;
+
+	CHECK_OK(ep_parse(&ep, "unix://%s", abstract_name(name)));
+	CHECK_INT_EQ(dx_endpoint_resolve(&ep, 0, addr, 1), 1);
+	s = dx_listen_endpoint(&ep, 0, 0, NULL, 0);
+	CHECK(s >= 0);
+	*client = dx_connect_endpoint(&ep, 0, dx_deadline_in(WAIT_MS));
+	CHECK(*client >= 0);
+	return s;
+}
+
+/*
  * A unix listener with a full backlog makes a non-blocking connect say
  * EAGAIN; dx_connect retries until its deadline, and succeeds as soon as
  * the backlog has room.
  */
 TEST(connect_unix_backlog_full)
 {
-	struct dx_endpoint ep;
 	struct dx_addr addr;
 	int s, c1, c2;
 	int64_t t0;
 
-	CHECK_OK(ep_parse(&ep, "unix://%s", abstract_name("backlog")));
-	CHECK_INT_EQ(dx_endpoint_resolve(&ep, 0, &addr, 1), 1);
-	s = dx_listen_endpoint(&ep, 0, 0, NULL, 0);
-	CHECK(s >= 0);
-	c1 = dx_connect_endpoint(&ep, 0, dx_deadline_in(WAIT_MS));
-	CHECK(c1 >= 0);
+	s = full_unix_backlog("backlog", &addr, &c1);
 	c2 = dx_socket(AF_UNIX, SOCK_STREAM, 0);
 	t0 = dx_now_ms();
 	CHECK_INT_EQ(dx_connect(c2, &addr, dx_deadline_in(100)), -ETIMEDOUT);
@@ -548,7 +574,6 @@ TEST(connect_unix_backlog_full)
 TEST(connect_start_does_not_wait)
 {
 	struct dx_addr any, bound, addr;
-	struct dx_endpoint ep;
 	char buf[4];
 	int s, c, a, hold, c1;
 
@@ -569,9 +594,7 @@ TEST(connect_start_does_not_wait)
 	dx_close(c);
 	dx_close(s);
 
-	hold = dx_socket(AF_INET, SOCK_STREAM, 0);
-	CHECK_OK(dx_bind(hold, &any, 0));
-	CHECK_OK(dx_local_addr(hold, &bound));
+	hold = closed_port(&bound);
 	c = dx_socket(AF_INET, SOCK_STREAM, 0);
 	a = dx_connect_start(c, &bound);
 	CHECK(a == -ECONNREFUSED || a == -EINPROGRESS);
@@ -582,12 +605,7 @@ TEST(connect_start_does_not_wait)
 	dx_close(c);
 	dx_close(hold);
 
-	CHECK_OK(ep_parse(&ep, "unix://%s", abstract_name("start")));
-	CHECK_INT_EQ(dx_endpoint_resolve(&ep, 0, &addr, 1), 1);
-	s = dx_listen_endpoint(&ep, 0, 0, NULL, 0);
-	CHECK(s >= 0);
-	c1 = dx_connect_endpoint(&ep, 0, dx_deadline_in(WAIT_MS));
-	CHECK(c1 >= 0);
+	s = full_unix_backlog("start", &addr, &c1);
 	c = dx_socket(AF_UNIX, SOCK_STREAM, 0);
 	CHECK_INT_EQ(dx_connect_start(c, &addr), -EAGAIN);
 	dx_close(c);
@@ -750,12 +768,9 @@ TEST(listen_endpoint_errors)
 TEST(connect_endpoint_errors)
 {
 	struct dx_endpoint ep;
-	struct dx_addr any, bound;
-	int hold = dx_socket(AF_INET, SOCK_STREAM, 0);
+	struct dx_addr bound;
+	int hold = closed_port(&bound);
 
-	addr_loopback(&any, AF_INET, 0);
-	CHECK_OK(dx_bind(hold, &any, 0));
-	CHECK_OK(dx_local_addr(hold, &bound));
 	CHECK_OK(ep_parse(&ep, "tcp://127.0.0.1:%u", dx_addr_port(&bound)));
 	CHECK_INT_EQ(dx_connect_endpoint(&ep, 0, dx_deadline_in(WAIT_MS)),
 	             -ECONNREFUSED);
