@@ -32,7 +32,7 @@ stage e2e env DUPLEX="$top/$build/duplex" /usr/bin/python3 -m pytest \
 # they run one after another. "side NAME CMD..." starts one; "side_wait"
 # waits for all, prints them and counts their failures.
 side_names=""
-side_pids="" # under sanitizers: their exit statuses
+side_ids="" # a job's pid, or rcN for one that ran in the foreground
 side_logs=""
 side() {
 	[ -n "$side_logs" ] || side_logs=$(mktemp -d) || exit 1
@@ -41,24 +41,25 @@ side() {
 	side_names="$side_names $name"
 	if [ -n "${SANITIZE:-}" ]; then
 		"$@" >"$side_logs/$name" 2>&1
-		side_pids="$side_pids $?"
+		side_ids="$side_ids rc$?"
 		return
 	fi
 	"$@" >"$side_logs/$name" 2>&1 &
-	side_pids="$side_pids $!"
+	side_ids="$side_ids $!"
 	# Background jobs of a script ignore SIGINT: an interrupted check
 	# ends them itself.
-	trap 'kill $side_pids 2>/dev/null; rm -rf "$side_logs"; exit 130' INT TERM
+	trap 'kill $side_ids 2>/dev/null; rm -rf "$side_logs"; exit 130' INT TERM
 }
 side_wait() {
-	set -- $side_pids
+	set -- $side_ids
 	for name in $side_names; do
-		if [ -n "${SANITIZE:-}" ]; then
-			rc=$1
-		else
+		case $1 in
+		rc*) rc=${1#rc} ;;
+		*)
 			wait "$1"
 			rc=$?
-		fi
+			;;
+		esac
 		shift
 		printf '\n==== %s\n' "$name"
 		cat "$side_logs/$name"
@@ -67,7 +68,7 @@ side_wait() {
 	trap - INT TERM
 	rm -rf "$side_logs"
 	side_names=""
-	side_pids=""
+	side_ids=""
 	side_logs=""
 }
 pytest_e2e() {

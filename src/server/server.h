@@ -273,9 +273,10 @@ int dx__server_open(struct dx_server *srv, char *why, size_t whylen);
  * sent (chargen, the short answers, exec programs) or as much (echo) may
  * queue in the kernel. Without it the kernel's send-buffer autotuning lets
  * each one queue up to tcp_wmem's maximum (4 MiB by default) for a client
- * that never reads: 100 chargen clients pinned 400 MB of kernel memory,
- * and the server spent seconds of CPU generating it. Sent but unacknowledged
- * bytes are not counted, so a fast reader on a long path is not slowed.
+ * that never reads: 100 chargen clients pinned 200-300 MB of kernel
+ * memory, and the server spent seconds of CPU generating it. Sent but
+ * unacknowledged bytes are not counted, so a fast reader on a long path is
+ * not slowed.
  */
 #define DX_NOTSENT_LOWAT (128 * 1024)
 /*
