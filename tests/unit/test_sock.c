@@ -568,21 +568,21 @@ TEST(connect_unix_backlog_full)
  * dx_connect_start returns at once. Over loopback a tcp connect says
  * EINPROGRESS (or 0), and a send once writable tells the outcome: it goes
  * through to an open port and fails as the connect did on a closed one
- * (which may also say so at once); a unix connect
- * to a full backlog says EAGAIN instead of waiting.
+ * (which may also say so at once); a unix connect to a full backlog says
+ * EAGAIN instead of waiting.
  */
 TEST(connect_start_does_not_wait)
 {
 	struct dx_addr any, bound, addr;
 	char buf[4];
-	int s, c, a, hold, c1;
+	int s, c, a, hold, c1, rc;
 
 	addr_loopback(&any, AF_INET, 0);
 	s = server_open(&any, 0, &bound);
 	CHECK(s >= 0);
 	c = dx_socket(AF_INET, SOCK_STREAM, 0);
-	a = dx_connect_start(c, &bound);
-	CHECK(a == 0 || a == -EINPROGRESS);
+	rc = dx_connect_start(c, &bound);
+	CHECK(rc == 0 || rc == -EINPROGRESS);
 	CHECK(dx_wait(c, POLLOUT, dx_deadline_in(WAIT_MS)) > 0);
 	CHECK_INT_EQ(dx_send(c, "ping", 4), 4);
 	a = accept_wait(s, NULL);
@@ -596,9 +596,9 @@ TEST(connect_start_does_not_wait)
 
 	hold = closed_port(&bound);
 	c = dx_socket(AF_INET, SOCK_STREAM, 0);
-	a = dx_connect_start(c, &bound);
-	CHECK(a == -ECONNREFUSED || a == -EINPROGRESS);
-	if (a == -EINPROGRESS) {
+	rc = dx_connect_start(c, &bound);
+	CHECK(rc == -ECONNREFUSED || rc == -EINPROGRESS);
+	if (rc == -EINPROGRESS) {
 		CHECK(dx_wait(c, POLLOUT, dx_deadline_in(WAIT_MS)) > 0);
 		CHECK_INT_EQ(dx_send(c, "ping", 4), -ECONNREFUSED);
 	}
